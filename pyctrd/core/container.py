@@ -1,0 +1,396 @@
+"""A container: libpod's state machine over the OCI runtime, conmon and storage.
+
+One asyncio.Lock per container serializes the calls that change it, while
+other containers proceed in parallel. conmon's exit is recorded the moment
+it is seen, without the lock (it is a plain state update), so a Stop holding
+the lock can wait for it.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+from pyctrd.core.config import ContainerConfig, now_us
+from pyctrd.core.state import ACTIVE, State, require
+from pyctrd.errors import NoSuchContainer, RuntimeFailed
+from pyctrd.layout import Layout
+from pyctrd.oci.conmon import Conmon, ConmonRequest
+from pyctrd.oci.exitwatch import ExitWatch
+from pyctrd.oci.runtime import OCIRuntime
+from pyctrd.oci.spec import SpecInput, build_spec
+from pyctrd.storage import archive, rootfs
+from pyctrd.store.db import Store
+
+log = logging.getLogger(__name__)
+
+KILL_GRACE = 30.0  # after SIGKILL, how long to wait for conmon's report
+
+
+@dataclass
+class ContainerStatus:
+    """The mutable part of a container, saved on every transition."""
+
+    state: State = State.CONFIGURED
+    pid: int = 0
+    conmon_pid: int = 0
+    exit_code: int = 0
+    oom_killed: bool = False
+    mounted: bool = False
+    mountpoint: str = ""
+    user_mounted: bool = False
+    needs_cleanup: bool = False
+    started: int = 0
+    finished: int = 0
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "ContainerStatus":
+        known = {f.name for f in fields(cls)}
+        status = cls(**{k: v for k, v in record.items() if k in known})
+        status.state = State(status.state)
+        return status
+
+
+class ChangeListener(Protocol):
+    def container_changed(self, container: "Container", changes: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class ContainerEnv:
+    """What a container needs from the daemon around it."""
+
+    layout: Layout
+    store: Store
+    oci: OCIRuntime
+    conmon: Conmon
+    layer_paths: Callable[[str], list[Path]]  # image id → lowerdirs, top first
+    listener: ChangeListener
+    log_size_max: int = -1
+
+
+class Container:
+    def __init__(self, config: ContainerConfig, status: ContainerStatus,
+                 env: ContainerEnv) -> None:
+        self.config = config
+        self.status = status
+        self._env = env
+        self.lock = asyncio.Lock()
+        self.removed = False
+        self._watch: ExitWatch | None = None
+        self._exit_waiters: list[asyncio.Future[int]] = []
+        self._starting = False
+        self._pending_exit: int | None = None
+        self._cleanup_task: asyncio.Task[None] | None = None
+
+    # identity
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def state(self) -> State:
+        return self.status.state
+
+    @property
+    def paths(self) -> rootfs.RootfsPaths:
+        layout = self._env.layout
+        return rootfs.RootfsPaths(
+            lower=self._env.layer_paths(self.config.image_id),
+            container_dir=layout.container_dir(self.id),
+            shm_dir=layout.bundle(self.id) / "shm",
+        )
+
+    @property
+    def log_path(self) -> Path:
+        return self._env.layout.log_file(self.id)
+
+    # state bookkeeping
+
+    def _update(self, **changes: Any) -> None:
+        """Apply, save, then tell listeners: durable before anyone hears of it."""
+        changed = {k: v for k, v in changes.items() if getattr(self.status, k) != v}
+        if not changed:
+            return
+        for key, value in changed.items():
+            setattr(self.status, key, value)
+        if not self.removed:
+            self._env.store.save_container_state(self.id, self.status.to_record())
+            self._env.listener.container_changed(self, changed)
+
+    def _check(self, operation: str) -> None:
+        if self.removed:
+            raise NoSuchContainer(f"container {self.name} has been removed")
+        require(operation, self.state, self.name)
+
+    # operations
+
+    async def init(self) -> None:
+        async with self.lock:
+            self._check("Init")
+            await self._init()
+
+    async def start(self) -> None:
+        async with self.lock:
+            self._check("Start")
+            if self.state in (State.CONFIGURED, State.EXITED):
+                await self._init()
+            self._starting = True
+            try:
+                await self._env.oci.start(self.id)
+            except RuntimeFailed:
+                await self._abort_start()
+                raise
+            finally:
+                self._starting = False
+            self._update(state=State.RUNNING, started=now_us(), exit_code=0, finished=0)
+            if self._pending_exit is not None:
+                code, self._pending_exit = self._pending_exit, None
+                self._record_exit(code)
+
+    async def stop(self, timeout: int) -> None:
+        async with self.lock:
+            self._check("Stop")
+            await self._stop(timeout)
+
+    async def kill(self, sig: int) -> None:
+        async with self.lock:
+            self._check("Kill")
+            await self._env.oci.kill(self.id, sig)
+
+    async def pause(self) -> None:
+        async with self.lock:
+            self._check("Pause")
+            await self._env.oci.pause(self.id)
+            self._update(state=State.PAUSED)
+
+    async def unpause(self) -> None:
+        async with self.lock:
+            self._check("Unpause")
+            await self._env.oci.resume(self.id)
+            self._update(state=State.RUNNING)
+
+    async def mount(self) -> str:
+        async with self.lock:
+            self._check("Mount")
+            mountpoint = self._mount_storage()
+            self._update(user_mounted=True)
+            return mountpoint
+
+    async def unmount(self) -> None:
+        async with self.lock:
+            self._check("Unmount")
+            self._unmount_storage()
+            self._update(user_mounted=False)
+
+    async def export(self, fd: int) -> None:
+        async with self.lock:
+            self._check("Export")
+            was_mounted = self.status.mounted
+            mountpoint = Path(self._mount_storage())
+            try:
+                await asyncio.to_thread(archive.export_tree, mountpoint, fd)
+            finally:
+                if not was_mounted:
+                    self._unmount_storage()
+
+    async def wait(self) -> int:
+        while self.state != State.EXITED:
+            if self.removed:
+                raise NoSuchContainer(f"container {self.name} was removed before it exited")
+            waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            self._exit_waiters.append(waiter)
+            await waiter
+        return self.status.exit_code
+
+    async def remove(self, force: bool) -> None:
+        """Tear down runtime state and storage; the caller drops the object."""
+        async with self.lock:
+            if self.removed:
+                raise NoSuchContainer(f"container {self.name} has been removed")
+            if force and self.state in ACTIVE:
+                await self._stop(0)
+            self._check("Remove")
+            await self._cleanup_runtime()
+            rootfs.destroy(self.paths)
+            with contextlib.suppress(FileNotFoundError):
+                self._env.layout.exit_file(self.id).unlink()
+            await asyncio.to_thread(_remove_tree, self._env.layout.bundle(self.id))
+            self._env.store.remove_container(self.id)
+            self.removed = True
+            if self._watch:
+                self._watch.cancel()
+            for waiter in self._exit_waiters:
+                if not waiter.done():
+                    waiter.set_exception(
+                        NoSuchContainer(f"container {self.name} was removed before it exited"))
+            self._exit_waiters.clear()
+
+    # internals
+
+    async def _init(self) -> None:
+        await self._cleanup_if_needed()
+        env = self._env
+        bundle = env.layout.bundle(self.id)
+        bundle.mkdir(parents=True, exist_ok=True, mode=0o700)
+        rootfs_path = Path(self._mount_storage())
+        paths = self.paths
+        rootfs.mount_shm(paths)
+        cfg = self.config
+        spec = build_spec(SpecInput(
+            cid=self.id, rootfs=rootfs_path, args=cfg.command, env=cfg.env, cwd=cfg.workdir,
+            uid=cfg.uid, gid=cfg.gid, hostname=cfg.hostname, shm_dir=paths.shm_dir,
+            terminal=cfg.terminal, read_only=cfg.read_only,
+            network_host=cfg.network == "host", mounts=cfg.mounts,
+            memory_limit=cfg.memory_limit, cpu_quota=cfg.cpu_quota,
+            pids_limit=cfg.pids_limit, annotations=cfg.annotations,
+        ))
+        _write_atomic(bundle / "config.json", json.dumps(spec).encode())
+        with contextlib.suppress(FileNotFoundError):
+            env.layout.exit_file(self.id).unlink()
+        try:
+            launched = await env.conmon.launch(ConmonRequest(
+                cid=self.id, name=self.name, bundle=bundle, log_path=self.log_path,
+                exit_dir=env.layout.exits, socket_dir=env.layout.sockets,
+                terminal=cfg.terminal, stdin=cfg.stdin, log_size_max=env.log_size_max,
+            ))
+        except RuntimeFailed:
+            await env.oci.delete(self.id)
+            if not self.status.user_mounted:
+                self._unmount_storage()
+            raise
+        self._update(state=State.CREATED, pid=launched.pid, conmon_pid=launched.conmon_pid,
+                     needs_cleanup=True)
+        self.watch_exit()
+
+    def watch_exit(self) -> None:
+        """Arm the exit watch on this container's conmon."""
+        if self._watch:
+            self._watch.cancel()
+        self._watch = ExitWatch(self.status.conmon_pid, self._on_conmon_exit)
+
+    def _on_conmon_exit(self) -> None:
+        self._watch = None
+        code = self._read_exit_code()
+        if self._starting:
+            self._pending_exit = code
+            return
+        if self.state in ACTIVE:
+            self._record_exit(code)
+
+    def _read_exit_code(self) -> int:
+        path = self._env.layout.exit_file(self.id)
+        try:
+            return int(path.read_text().strip())
+        except (OSError, ValueError):
+            log.warning("container %s: conmon exited without an exit file; exit code -1",
+                        self.name)
+            return -1
+
+    def _record_exit(self, code: int) -> None:
+        self._update(state=State.EXITED, exit_code=code, pid=0, conmon_pid=0,
+                     finished=now_us())
+        for waiter in self._exit_waiters:
+            if not waiter.done():
+                waiter.set_result(code)
+        self._exit_waiters.clear()
+        if self._cleanup_task is None or self._cleanup_task.done():
+            self._cleanup_task = asyncio.get_running_loop().create_task(self._cleanup_later())
+
+    async def _cleanup_later(self) -> None:
+        async with self.lock:
+            if self.removed:
+                return
+            try:
+                await self._cleanup_if_needed()
+            except Exception:
+                log.exception("container %s: cleanup after exit failed", self.name)
+
+    async def _cleanup_if_needed(self) -> None:
+        if self.status.needs_cleanup and self.state not in ACTIVE:
+            await self._cleanup_runtime()
+
+    async def _cleanup_runtime(self) -> None:
+        """After an exit: forget the runtime container; release storage not held by Mount."""
+        await self._env.oci.delete(self.id)
+        rootfs.unmount_shm(self.paths)
+        if not self.status.user_mounted:
+            self._unmount_storage()
+        self._update(needs_cleanup=False)
+
+    async def _abort_start(self) -> None:
+        with contextlib.suppress(RuntimeFailed):
+            await self._env.oci.kill(self.id, signal.SIGKILL)
+        if self._pending_exit is None and self.state in ACTIVE:
+            await self._wait_exit(KILL_GRACE)
+        code, self._pending_exit = self._pending_exit, None
+        if code is not None and self.state in ACTIVE:
+            self._record_exit(code)
+        await self._cleanup_if_needed()
+
+    async def _stop(self, timeout: int) -> None:
+        oci = self._env.oci
+        if self.state == State.PAUSED:
+            await oci.resume(self.id)
+            self._update(state=State.RUNNING)
+        if timeout > 0:
+            try:
+                await oci.kill(self.id, self.config.stop_signal)
+            except RuntimeFailed:
+                if self.state in ACTIVE:
+                    raise
+            if self.state in ACTIVE:
+                await self._wait_exit(timeout)
+        if self.state in ACTIVE:
+            try:
+                await oci.kill(self.id, signal.SIGKILL, all_processes=True)
+            except RuntimeFailed:
+                if self.state in ACTIVE:
+                    raise
+            if self.state in ACTIVE and not await self._wait_exit(KILL_GRACE):
+                raise RuntimeFailed(f"container {self.name} did not exit after SIGKILL")
+        await self._cleanup_if_needed()
+
+    async def _wait_exit(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the exit to be recorded; False on timeout."""
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._exit_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    def _mount_storage(self) -> str:
+        mountpoint = str(rootfs.mount_rootfs(self.paths))
+        self._update(mounted=True, mountpoint=mountpoint)
+        return mountpoint
+
+    def _unmount_storage(self) -> None:
+        rootfs.unmount_rootfs(self.paths)
+        self._update(mounted=False, mountpoint="")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

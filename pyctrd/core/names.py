@@ -1,0 +1,25 @@
+"""Generated container names: adjective_noun, as podman and docker do."""
+
+import random
+
+ADJECTIVES = (
+    "agile bold brave bright calm clever cosmic crisp eager fancy gentle happy jolly "
+    "keen lucid merry nimble noble plucky proud quiet rapid serene sharp snappy "
+    "steady sunny swift tender tidy vivid witty zealous"
+).split()
+NOUNS = (
+    "badger beaver bison condor coyote crane dolphin eagle falcon ferret gecko heron "
+    "ibex jackal koala lemur lynx marmot narwhal ocelot otter panda puffin quokka "
+    "raven salmon tapir toucan urchin walrus wombat yak zebra"
+).split()
+
+
+def generate_name(taken: set[str]) -> str:
+    rng = random.SystemRandom()
+    for attempt in range(100):
+        name = f"{rng.choice(ADJECTIVES)}_{rng.choice(NOUNS)}"
+        if attempt > 10:
+            name += f"{rng.randrange(10, 100)}"
+        if name not in taken:
+            return name
+    raise RuntimeError("could not generate a free container name")

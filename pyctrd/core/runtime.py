@@ -1,0 +1,262 @@
+"""The Runtime: every container and image, their lookup, creation and removal.
+
+Front ends (the D-Bus layer, tests) drive it with plain Python calls and
+hear of changes through a RuntimeListener.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any, Protocol
+
+from pyctrd.core.config import ContainerConfig, build_config, now_us
+from pyctrd.core.container import Container, ContainerEnv, ContainerStatus
+from pyctrd.core.image import Image
+from pyctrd.core.state import ACTIVE, State
+from pyctrd.errors import (
+    AmbiguousId,
+    Exists,
+    InUse,
+    InvalidArgument,
+    NoSuchContainer,
+    NoSuchImage,
+    StorageFailed,
+)
+from pyctrd.layout import Layout
+from pyctrd.oci.conmon import Conmon
+from pyctrd.oci.runtime import OCIRuntime
+from pyctrd.storage import archive
+from pyctrd.store.db import Store
+
+log = logging.getLogger(__name__)
+
+REFERENCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$")
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+
+
+class RuntimeListener(Protocol):
+    def container_added(self, container: Container) -> None: ...
+    def container_removed(self, container: Container) -> None: ...
+    def container_changed(self, container: Container, changes: dict[str, Any]) -> None: ...
+    def image_added(self, image: Image) -> None: ...
+    def image_removed(self, image: Image) -> None: ...
+
+
+class NullListener:
+    def container_added(self, container: Container) -> None:
+        pass
+
+    def container_removed(self, container: Container) -> None:
+        pass
+
+    def container_changed(self, container: Container, changes: dict[str, Any]) -> None:
+        pass
+
+    def image_added(self, image: Image) -> None:
+        pass
+
+    def image_removed(self, image: Image) -> None:
+        pass
+
+
+class Runtime:
+    def __init__(self, layout: Layout, oci: OCIRuntime, conmon: Conmon,
+                 log_size_max: int = -1) -> None:
+        layout.create_dirs()
+        self.layout = layout
+        self.oci = oci
+        self.store = Store(layout.database)
+        self.listener: RuntimeListener = NullListener()
+        self.containers: dict[str, Container] = {}
+        self.images: dict[str, Image] = {}
+        self._names: dict[str, str] = {}
+        self._env = ContainerEnv(layout=layout, store=self.store, oci=oci, conmon=conmon,
+                                 layer_paths=self.layer_paths, listener=self,
+                                 log_size_max=log_size_max)
+
+    # loading and re-adoption
+
+    def load(self) -> None:
+        """Read the store and re-adopt containers whose conmon still runs."""
+        for record in self.store.images():
+            image = Image.from_record(record)
+            self.images[image.id] = image
+        new_boot = self._note_boot_id()
+        for config_record, state_record in self.store.containers():
+            container = Container(ContainerConfig.from_record(config_record),
+                                  ContainerStatus.from_record(state_record), self._env)
+            self.containers[container.id] = container
+            self._names[container.name] = container.id
+            self._adopt(container, new_boot)
+
+    def _note_boot_id(self) -> bool:
+        boot_id = BOOT_ID_PATH.read_text().strip()
+        previous = self.store.get_meta("boot_id")
+        self.store.set_meta("boot_id", boot_id)
+        return previous is not None and previous != boot_id
+
+    def _adopt(self, container: Container, new_boot: bool) -> None:
+        status = container.status
+        if new_boot:
+            # Nothing of the last boot runs or is mounted any more.
+            active = status.state in ACTIVE
+            status.mounted, status.mountpoint, status.user_mounted = False, "", False
+            status.needs_cleanup = False
+            if active:
+                status.state, status.exit_code = State.EXITED, -1
+                status.pid = status.conmon_pid = 0
+                status.finished = status.finished or now_us()
+            self.store.save_container_state(container.id, status.to_record())
+            return
+        if status.state in ACTIVE:
+            if _is_conmon(status.conmon_pid):
+                container.watch_exit()
+            else:
+                asyncio.get_running_loop().call_soon(container._on_conmon_exit)
+
+    # listener plumbing (containers report to the runtime, which fans out)
+
+    def container_changed(self, container: Container, changes: dict[str, Any]) -> None:
+        self.listener.container_changed(container, changes)
+
+    # lookup
+
+    def lookup_container(self, name_or_id: str) -> Container:
+        cid = self._names.get(name_or_id)
+        if cid is None and name_or_id in self.containers:
+            cid = name_or_id
+        if cid is None:
+            cid = _unique_prefix(name_or_id, self.containers, "container")
+        if cid is None:
+            raise NoSuchContainer(
+                f"no container has the name or ID {name_or_id!r}; "
+                "ListContainers shows the ones there are"
+            )
+        return self.containers[cid]
+
+    def lookup_image(self, reference_or_id: str) -> Image:
+        for candidate in (reference_or_id, f"{reference_or_id}:latest"):
+            for image in self.images.values():
+                if image.reference == candidate:
+                    return image
+        if reference_or_id in self.images:
+            return self.images[reference_or_id]
+        iid = _unique_prefix(reference_or_id.removeprefix("sha256:"), self.images, "image")
+        if iid is None:
+            raise NoSuchImage(
+                f"no image has the reference or ID {reference_or_id!r}; "
+                "import one with ImportImage or see ListImages"
+            )
+        return self.images[iid]
+
+    def layer_paths(self, image_id: str) -> list[Path]:
+        image = self.images[image_id]
+        return [self.layout.layer(layer) / "diff" for layer in reversed(image.layers)]
+
+    # containers
+
+    def create_container(self, image_ref: str, command: list[str],
+                         options: dict[str, Any]) -> Container:
+        image = self.lookup_image(image_ref)
+        name = options.get("name")
+        if name and name in self._names:
+            raise Exists(f"the name {name!r} is already in use by container "
+                         f"{self._names[name][:12]}; choose another name or remove it")
+        top_layer = self.layer_paths(image.id)[0]
+        config = build_config(image, top_layer, command, options, set(self._names))
+        status = ContainerStatus()
+        self.store.add_container(config.id, config.name, config.to_record(),
+                                 status.to_record())
+        container = Container(config, status, self._env)
+        self.containers[config.id] = container
+        self._names[config.name] = config.id
+        self.listener.container_added(container)
+        return container
+
+    async def remove_container(self, container: Container, force: bool) -> None:
+        await container.remove(force)
+        self.containers.pop(container.id, None)
+        self._names.pop(container.name, None)
+        self.listener.container_removed(container)
+
+    # images
+
+    async def import_image(self, fd: int, reference: str) -> Image:
+        if reference and not REFERENCE_RE.match(reference):
+            raise InvalidArgument(f"invalid image reference {reference!r}")
+        staging = self.layout.tmp / secrets.token_hex(8)
+        try:
+            unpacked = await asyncio.to_thread(archive.unpack_tarball, fd, staging / "diff")
+            size = await asyncio.to_thread(archive.tree_size, staging / "diff")
+            image_id = unpacked.digest
+            if image_id not in self.images:
+                layer_dir = self.layout.layer(image_id)
+                if layer_dir.exists():  # left by an import killed half-way
+                    shutil.rmtree(layer_dir)
+                os.rename(staging, layer_dir)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+        existing = self.images.get(image_id)
+        self._take_reference(reference, image_id)
+        if existing is not None:
+            if reference and existing.reference != reference:
+                existing.reference = reference
+                self.store.add_image(existing.id, existing.to_record())
+            return existing
+        image = Image(id=image_id, reference=reference, digest=f"sha256:{image_id}",
+                      size=size, created=now_us(), layers=[image_id],
+                      env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+        self.store.add_image(image.id, image.to_record())
+        self.images[image.id] = image
+        self.listener.image_added(image)
+        return image
+
+    def _take_reference(self, reference: str, new_owner: str) -> None:
+        """A reference names one image: importing it again moves it, as podman does."""
+        for image in self.images.values():
+            if reference and image.reference == reference and image.id != new_owner:
+                image.reference = ""
+                self.store.add_image(image.id, image.to_record())
+
+    async def remove_image(self, image: Image, force: bool) -> None:
+        users = [c for c in self.containers.values() if c.config.image_id == image.id]
+        if users and not force:
+            names = ", ".join(c.name for c in users[:5])
+            raise InUse(f"image {image.reference or image.id[:12]} is used by containers "
+                        f"{names}; remove them first or pass force")
+        for container in users:
+            await self.remove_container(container, force=True)
+        self.store.remove_image(image.id)
+        self.images.pop(image.id, None)
+        for layer in image.layers:
+            try:
+                await asyncio.to_thread(shutil.rmtree, self.layout.layer(layer))
+            except OSError as err:
+                raise StorageFailed(f"removing layer {layer[:12]} failed: {err}") from err
+        self.listener.image_removed(image)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _unique_prefix(prefix: str, items: dict[str, Any], kind: str) -> str | None:
+    if not prefix or not all(c in "0123456789abcdef" for c in prefix):
+        return None
+    matches = [key for key in items if key.startswith(prefix)]
+    if len(matches) > 1:
+        raise AmbiguousId(f"the ID prefix {prefix!r} matches {len(matches)} {kind}s; "
+                          "give more characters")
+    return matches[0] if matches else None
+
+
+def _is_conmon(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "conmon"
+    return False

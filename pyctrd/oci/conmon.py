@@ -1,0 +1,139 @@
+"""Launching conmon, each container's monitor and parent.
+
+conmon runs ``runtime create`` for us, then stays as the container's parent:
+it holds stdio, writes the log and the exit file, and outlives the daemon.
+We hand it a sync pipe so that launching returns only once the runtime has
+created the container (or failed, with its message).
+"""
+
+import asyncio
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyctrd.errors import RuntimeFailed
+from pyctrd.oci.runtime import OCIRuntime
+
+LAUNCH_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ConmonRequest:
+    cid: str
+    name: str
+    bundle: Path
+    log_path: Path
+    exit_dir: Path
+    socket_dir: Path
+    terminal: bool = False
+    stdin: bool = False
+    log_size_max: int = -1
+
+
+@dataclass(frozen=True)
+class Launched:
+    pid: int
+    conmon_pid: int
+
+
+def pidfile(bundle: Path) -> Path:
+    return bundle / "pidfile"
+
+
+def conmon_pidfile(bundle: Path) -> Path:
+    return bundle / "conmon.pid"
+
+
+class Conmon:
+    def __init__(self, runtime: OCIRuntime, path: str | None = None) -> None:
+        found = path or shutil.which("conmon") or "/usr/bin/conmon"
+        self.path = found
+        self.runtime = runtime
+
+    def argv(self, req: ConmonRequest) -> list[str]:
+        argv = [
+            self.path,
+            "--api-version", "1",
+            "-c", req.cid,
+            "-u", req.cid,
+            "-n", req.name,
+            "-r", self.runtime.path,
+            "-b", str(req.bundle),
+            "-p", str(pidfile(req.bundle)),
+            "-P", str(conmon_pidfile(req.bundle)),
+            "-l", f"k8s-file:{req.log_path}",
+            "--exit-dir", str(req.exit_dir),
+            "--socket-dir-path", str(req.socket_dir),
+            "--persist-dir", str(req.bundle),
+            "--log-level", "error",
+        ]
+        for arg in self.runtime.global_args:
+            argv += ["--runtime-arg", arg]
+        if req.terminal:
+            argv.append("-t")
+        if req.stdin:
+            argv.append("-i")
+        if req.log_size_max > 0:
+            argv += ["--log-size-max", str(req.log_size_max)]
+        return argv
+
+    async def launch(self, req: ConmonRequest) -> Launched:
+        """Start conmon and return once the runtime has created the container."""
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        os.set_inheritable(write_end, True)
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+               "_OCI_SYNCPIPE": str(write_end)}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv(req),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(write_end,),
+                env=env,
+                start_new_session=True,
+            )
+        finally:
+            os.close(write_end)
+        try:
+            report = await asyncio.wait_for(_read_sync_report(read_end), LAUNCH_TIMEOUT)
+        except TimeoutError:
+            raise RuntimeFailed(f"conmon did not report within {LAUNCH_TIMEOUT:.0f} s") from None
+        finally:
+            os.close(read_end)
+        _, stderr = await proc.communicate()
+        pid = int(report.get("data", -1)) if report else -1
+        if pid <= 0:
+            message = (report or {}).get("message") or stderr.decode(errors="replace").strip()
+            raise RuntimeFailed(f"creating the container failed: {message or 'no output'}")
+        conmon_pid = int(conmon_pidfile(req.bundle).read_text().strip())
+        return Launched(pid=pid, conmon_pid=conmon_pid)
+
+
+async def _read_sync_report(fd: int) -> dict | None:
+    """Read conmon's first JSON message from the sync pipe (None on EOF)."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    buf = b""
+    decoder = json.JSONDecoder()
+    while True:
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, ready.set_result, None)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return None
+        buf += chunk
+        try:
+            doc, _ = decoder.raw_decode(buf.decode(errors="replace").strip())
+        except ValueError:
+            continue
+        return dict(doc)

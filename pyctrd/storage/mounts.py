@@ -1,0 +1,39 @@
+"""mount(2) and umount2(2) without forking a helper per call."""
+
+import ctypes
+import ctypes.util
+import os
+from pathlib import Path
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+MNT_DETACH = 2
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+
+
+def mount(source: str, target: Path, fstype: str, flags: int = 0, data: str = "") -> None:
+    rc = _libc.mount(source.encode(), os.fsencode(target), fstype.encode(), flags,
+                     data.encode() if data else None)
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {fstype} on {target}: {os.strerror(err)}")
+
+
+def umount(target: Path, *, lazy: bool = False) -> None:
+    """Unmount ``target``; not mounted is fine."""
+    rc = _libc.umount2(os.fsencode(target), MNT_DETACH if lazy else 0)
+    if rc != 0:
+        err = ctypes.get_errno()
+        if err == 22:  # EINVAL: not a mount point
+            return
+        if err == 2:  # ENOENT: gone already
+            return
+        raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+def is_mountpoint(path: Path) -> bool:
+    return os.path.ismount(path)

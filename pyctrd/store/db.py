@@ -1,0 +1,137 @@
+"""The on-disk state store: SQLite in WAL mode with versioned migrations.
+
+Records are kept as JSON documents keyed by id: the container's config is
+written once, its state on every transition. WAL with synchronous=NORMAL
+survives the daemon being killed at any point (a commit is in the log before
+the caller is answered); only a power cut may lose the last transitions,
+which start-up reconciliation with runc repairs.
+"""
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pyctrd.errors import Exists
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE containers (
+        id     TEXT PRIMARY KEY,
+        name   TEXT NOT NULL UNIQUE,
+        config TEXT NOT NULL,
+        state  TEXT NOT NULL
+    );
+    CREATE TABLE images (
+        id     TEXT PRIMARY KEY,
+        record TEXT NOT NULL
+    );
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database {self.path} has schema {current}, newer than this pyctrd "
+                f"({SCHEMA_VERSION}); upgrade pyctrd"
+            )
+        for version in range(current, SCHEMA_VERSION):
+            # executescript commits first, so the transaction is part of the script.
+            try:
+                self._db.executescript(
+                    f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; "
+                    f"PRAGMA user_version={version + 1}; COMMIT;"
+                )
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self._db)
+
+    # containers
+
+    def add_container(self, cid: str, name: str, config: dict, state: dict) -> None:
+        try:
+            with self._transaction():
+                self._db.execute(
+                    "INSERT INTO containers (id, name, config, state) VALUES (?, ?, ?, ?)",
+                    (cid, name, _dump(config), _dump(state)),
+                )
+        except sqlite3.IntegrityError as err:
+            raise Exists(f"the name {name} is already in use; choose another name") from err
+
+    def save_container_state(self, cid: str, state: dict) -> None:
+        self._db.execute("UPDATE containers SET state = ? WHERE id = ?", (_dump(state), cid))
+
+    def remove_container(self, cid: str) -> None:
+        self._db.execute("DELETE FROM containers WHERE id = ?", (cid,))
+
+    def containers(self) -> Iterator[tuple[dict, dict]]:
+        for config, state in self._db.execute("SELECT config, state FROM containers"):
+            yield json.loads(config), json.loads(state)
+
+    # images
+
+    def add_image(self, iid: str, record: dict) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO images (id, record) VALUES (?, ?)", (iid, _dump(record))
+        )
+
+    def remove_image(self, iid: str) -> None:
+        self._db.execute("DELETE FROM images WHERE id = ?", (iid,))
+
+    def images(self) -> Iterator[dict]:
+        for (record,) in self._db.execute("SELECT record FROM images"):
+            yield json.loads(record)
+
+    # meta
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _dump(doc: dict) -> str:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True)
