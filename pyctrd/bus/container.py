@@ -1,0 +1,83 @@
+"""org.pyctrd1.Container: a thin adapter from D-Bus calls to a core Container."""
+
+import os
+from typing import TYPE_CHECKING
+
+from dbus_fast.service import ServiceInterface, method
+
+from pyctrd.bus.errors import translate_errors
+from pyctrd.bus.names import CONTAINER_IFACE
+from pyctrd.bus.props import CONTAINER_PROPERTIES, add_readonly_properties
+from pyctrd.core.container import Container
+from pyctrd.core.signals import parse_signal
+
+if TYPE_CHECKING:
+    from pyctrd.core.runtime import Runtime
+
+
+class ContainerInterface(ServiceInterface):
+    def __init__(self, container: Container, runtime: "Runtime") -> None:
+        super().__init__(CONTAINER_IFACE)
+        self.container = container
+        self._runtime = runtime
+
+    @method()
+    @translate_errors
+    async def Init(self) -> None:
+        await self.container.init()
+
+    @method()
+    @translate_errors
+    async def Start(self) -> None:
+        await self.container.start()
+
+    @method()
+    @translate_errors
+    async def Stop(self, timeout: "u") -> None:
+        await self.container.stop(timeout)
+
+    @method()
+    @translate_errors
+    async def Kill(self, signal: "s") -> None:
+        await self.container.kill(parse_signal(signal))
+
+    @method()
+    @translate_errors
+    async def Pause(self) -> None:
+        await self.container.pause()
+
+    @method()
+    @translate_errors
+    async def Unpause(self) -> None:
+        await self.container.unpause()
+
+    @method()
+    @translate_errors
+    async def Mount(self, mount_label: "s") -> "s":
+        return await self.container.mount()
+
+    @method()
+    @translate_errors
+    async def Unmount(self) -> None:
+        await self.container.unmount()
+
+    @method()
+    @translate_errors
+    async def Export(self, fd: "h") -> None:
+        try:
+            await self.container.export(fd)
+        finally:
+            os.close(fd)
+
+    @method()
+    @translate_errors
+    async def Wait(self) -> "i":
+        return await self.container.wait()
+
+    @method()
+    @translate_errors
+    async def Remove(self, force: "b") -> None:
+        await self._runtime.remove_container(self.container, force)
+
+
+add_readonly_properties(ContainerInterface, CONTAINER_PROPERTIES, lambda iface: iface.container)
