@@ -7,7 +7,7 @@ from dbus_fast.service import ServiceInterface, method
 
 from pyctrd.bus.errors import translate_errors
 from pyctrd.bus.names import CONTAINER_IFACE
-from pyctrd.bus.props import CONTAINER_PROPERTIES, add_readonly_properties
+from pyctrd.bus.props import CONTAINER_PROPERTIES, add_readonly_properties, name_out_args
 from pyctrd.core.container import Container
 from pyctrd.core.signals import parse_signal
 
@@ -81,3 +81,4 @@ class ContainerInterface(ServiceInterface):
 
 
 add_readonly_properties(ContainerInterface, CONTAINER_PROPERTIES, lambda iface: iface.container)
+name_out_args(ContainerInterface, {"Mount": ["mountpoint"], "Wait": ["exit_code"]})

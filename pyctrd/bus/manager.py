@@ -11,6 +11,7 @@ from pyctrd import __version__
 from pyctrd.bus.errors import translate_errors
 from pyctrd.bus.names import MANAGER_IFACE, container_path, image_path
 from pyctrd.bus.options import unwrap_options
+from pyctrd.bus.props import name_out_args
 
 if TYPE_CHECKING:
     from pyctrd.core.runtime import Runtime
@@ -112,3 +113,17 @@ class ManagerInterface(ServiceInterface):
     def counts(self) -> dict[str, Variant]:
         return {"ContainerCount": Variant("u", len(self._runtime.containers)),
                 "ImageCount": Variant("u", len(self._runtime.images))}
+
+
+name_out_args(ManagerInterface, {
+    "CreateContainer": ["container"],
+    "GetContainer": ["container"],
+    "ListContainers": ["containers"],
+    "ImportImage": ["image_id", "image"],
+    "GetImage": ["image"],
+    "ListImages": ["images"],
+    "ContainerAdded": ["id", "path"],
+    "ContainerRemoved": ["id", "path"],
+    "ImageAdded": ["id", "path"],
+    "ImageRemoved": ["id", "path"],
+})

@@ -74,8 +74,8 @@ def container_variants(container: Container, names: list[str] | None = None
     return variants(CONTAINER_PROPERTIES, container, names)
 
 
-def image_variants(image: Image) -> dict[str, Variant]:
-    return variants(IMAGE_PROPERTIES, image)
+def image_variants(image: Image, names: list[str] | None = None) -> dict[str, Variant]:
+    return variants(IMAGE_PROPERTIES, image, names)
 
 
 def changed_properties(changes: dict[str, Any]) -> list[str]:
@@ -105,3 +105,18 @@ def add_readonly_properties(cls: type, table: dict[str, tuple[str, Getter]],
     for name, (signature, get) in table.items():
         prop = dbus_property(access=PropertyAccess.READ, name=name)
         setattr(cls, name, prop(make_getter(name, signature, get)))
+
+
+def name_out_args(cls: type, names: dict[str, list[str]]) -> None:
+    """Name the out arguments of methods and signals in the introspection data.
+
+    dbus-fast takes types from return annotations but has no place for names;
+    API.md gives them (e.g. Wait → (i exit_code)), and clients show them.
+    """
+    for member, arg_names in names.items():
+        attrs = vars(getattr(cls, member))
+        entry = attrs.get("__DBUS_METHOD") or attrs["__DBUS_SIGNAL"]
+        args = entry.introspection.out_args if "__DBUS_METHOD" in attrs \
+            else entry.introspection.args
+        for arg, arg_name in zip(args, arg_names, strict=True):
+            arg.name = arg_name

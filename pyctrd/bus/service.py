@@ -100,6 +100,11 @@ class BusService:
         self._manager_signal("ImageRemoved", image.id, path)
         self._manager_counts_changed()
 
+    def image_changed(self, image: Image, names: list[str]) -> None:
+        if image.id in self._images:
+            self._properties_changed(image_path(image.id), IMAGE_IFACE,
+                                     image_variants(image, names))
+
     # exporting
 
     def _export_container(self, container: Container) -> str:

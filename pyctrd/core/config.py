@@ -3,6 +3,7 @@
 import os
 import re
 import secrets
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -136,10 +137,15 @@ def _merge_env(base: list[str], extra: list[str]) -> list[str]:
     return [f"{k}={v}" for k, v in merged.items()]
 
 
+def _is_number(text: str) -> bool:
+    # str.isdigit() accepts "²" and other digits int() refuses.
+    return text.isascii() and text.isdigit()
+
+
 def resolve_user(user: str, image_root: Path) -> tuple[int, int]:
     """'uid[:gid]' or a user name (with optional ':group') from the image."""
     name, _, group = user.partition(":")
-    if name.isdigit():
+    if _is_number(name):
         uid = int(name)
         gid = _lookup(image_root / "etc/passwd", name, by_id=True, field_index=3)
         gid = gid if gid is not None else uid
@@ -148,9 +154,12 @@ def resolve_user(user: str, image_root: Path) -> tuple[int, int]:
         if entry is None:
             raise InvalidArgument(f"user {name!r} is not in the image's /etc/passwd; "
                                   "use uid[:gid] or a user the image has")
+        if not (_is_number(entry[2]) and _is_number(entry[3])):
+            raise InvalidArgument(f"user {name!r} has a malformed entry in the image's "
+                                  "/etc/passwd; use uid[:gid]")
         uid, gid = int(entry[2]), int(entry[3])
     if group:
-        if group.isdigit():
+        if _is_number(group):
             gid = int(group)
         else:
             found = _lookup(image_root / "etc/group", group, by_id=False, field_index=2)
@@ -171,19 +180,43 @@ def _lookup(path: Path, key: str, *, by_id: bool, field_index: int) -> int | Non
     for fields in _colon_file(path):
         if len(fields) <= field_index:
             continue
-        if (fields[2] if by_id else fields[0]) == key and fields[field_index].isdigit():
+        if (fields[2] if by_id else fields[0]) == key and _is_number(fields[field_index]):
             return int(fields[field_index])
     return None
 
 
 def _colon_file(path: Path) -> list[list[str]]:
-    # The image is untrusted: never follow a symlink out of its tree.
-    if path.is_symlink() or not path.is_file():
-        return []
+    # The image is untrusted: a symlinked etc/ or passwd could point at the host.
+    text = _read_without_symlinks(path)
+    return [line.split(":") for line in text.splitlines()] if text else []
+
+
+def _read_without_symlinks(path: Path) -> str:
+    """Read ``path`` relative to its root without following any symlink on the way."""
+    parts = path.parts
+    # Everything above the image's etc/ is ours; only the last two components are the image's.
+    base, inner = Path(*parts[:-2]), parts[-2:]
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        return [line.split(":") for line in path.read_text(errors="replace").splitlines()]
+        dir_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
-        return []
+        return ""
+    try:
+        etc_fd = os.open(inner[0], flags | os.O_DIRECTORY, dir_fd=dir_fd)
+        try:
+            fd = os.open(inner[1], flags | os.O_NONBLOCK, dir_fd=etc_fd)
+        finally:
+            os.close(etc_fd)
+    except OSError:
+        return ""
+    finally:
+        os.close(dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, 1 << 20).decode(errors="replace")
+    finally:
+        os.close(fd)
 
 
 def _check_mount(mount: tuple[str, str, str]) -> tuple[str, str, str]:

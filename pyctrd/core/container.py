@@ -22,7 +22,7 @@ from pyctrd.core.config import ContainerConfig, now_us
 from pyctrd.core.state import ACTIVE, State, require
 from pyctrd.errors import NoSuchContainer, RuntimeFailed
 from pyctrd.layout import Layout
-from pyctrd.oci.conmon import Conmon, ConmonRequest
+from pyctrd.oci.conmon import Conmon, ConmonRequest, oom_file
 from pyctrd.oci.exitwatch import ExitWatch
 from pyctrd.oci.runtime import OCIRuntime
 from pyctrd.oci.spec import SpecInput, build_spec
@@ -157,7 +157,8 @@ class Container:
                 raise
             finally:
                 self._starting = False
-            self._update(state=State.RUNNING, started=now_us(), exit_code=0, finished=0)
+            self._update(state=State.RUNNING, started=now_us(), exit_code=0, finished=0,
+                         oom_killed=False)
             if self._pending_exit is not None:
                 code, self._pending_exit = self._pending_exit, None
                 self._record_exit(code)
@@ -262,6 +263,8 @@ class Container:
         _write_atomic(bundle / "config.json", json.dumps(spec).encode())
         with contextlib.suppress(FileNotFoundError):
             env.layout.exit_file(self.id).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            oom_file(bundle).unlink()
         try:
             launched = await env.conmon.launch(ConmonRequest(
                 cid=self.id, name=self.name, bundle=bundle, log_path=self.log_path,
@@ -302,12 +305,17 @@ class Container:
             return -1
 
     def _record_exit(self, code: int) -> None:
+        oom = oom_file(self._env.layout.bundle(self.id)).exists()
         self._update(state=State.EXITED, exit_code=code, pid=0, conmon_pid=0,
-                     finished=now_us())
+                     finished=now_us(), oom_killed=oom)
         for waiter in self._exit_waiters:
             if not waiter.done():
                 waiter.set_result(code)
         self._exit_waiters.clear()
+        self.schedule_cleanup()
+
+    def schedule_cleanup(self) -> None:
+        """Release runtime state and storage soon, once the lock is free."""
         if self._cleanup_task is None or self._cleanup_task.done():
             self._cleanup_task = asyncio.get_running_loop().create_task(self._cleanup_later())
 

@@ -45,6 +45,7 @@ class RuntimeListener(Protocol):
     def container_changed(self, container: Container, changes: dict[str, Any]) -> None: ...
     def image_added(self, image: Image) -> None: ...
     def image_removed(self, image: Image) -> None: ...
+    def image_changed(self, image: Image, names: list[str]) -> None: ...
 
 
 class NullListener:
@@ -61,6 +62,9 @@ class NullListener:
         pass
 
     def image_removed(self, image: Image) -> None:
+        pass
+
+    def image_changed(self, image: Image, names: list[str]) -> None:
         pass
 
 
@@ -83,6 +87,9 @@ class Runtime:
 
     def load(self) -> None:
         """Read the store and re-adopt containers whose conmon still runs."""
+        # Imports killed half-way leave only staging directories behind.
+        for leftover in self.layout.tmp.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
         for record in self.store.images():
             image = Image.from_record(record)
             self.images[image.id] = image
@@ -118,6 +125,11 @@ class Runtime:
                 container.watch_exit()
             else:
                 asyncio.get_running_loop().call_soon(container._on_conmon_exit)
+        elif (self.layout.runtime_root / container.id).exists():
+            # Killed between runc create and saving the new state, or before
+            # cleaning up after an exit: the runtime still holds the container.
+            status.needs_cleanup = True
+            container.schedule_cleanup()
 
     # listener plumbing (containers report to the runtime, which fans out)
 
@@ -140,7 +152,9 @@ class Runtime:
         return self.containers[cid]
 
     def lookup_image(self, reference_or_id: str) -> Image:
-        for candidate in (reference_or_id, f"{reference_or_id}:latest"):
+        # An image without a reference has reference "": that must not match.
+        candidates = (reference_or_id, f"{reference_or_id}:latest") if reference_or_id else ()
+        for candidate in candidates:
             for image in self.images.values():
                 if image.reference == candidate:
                     return image
@@ -205,8 +219,7 @@ class Runtime:
         self._take_reference(reference, image_id)
         if existing is not None:
             if reference and existing.reference != reference:
-                existing.reference = reference
-                self.store.add_image(existing.id, existing.to_record())
+                self._set_reference(existing, reference)
             return existing
         image = Image(id=image_id, reference=reference, digest=f"sha256:{image_id}",
                       size=size, created=now_us(), layers=[image_id],
@@ -220,8 +233,12 @@ class Runtime:
         """A reference names one image: importing it again moves it, as podman does."""
         for image in self.images.values():
             if reference and image.reference == reference and image.id != new_owner:
-                image.reference = ""
-                self.store.add_image(image.id, image.to_record())
+                self._set_reference(image, "")
+
+    def _set_reference(self, image: Image, reference: str) -> None:
+        image.reference = reference
+        self.store.add_image(image.id, image.to_record())
+        self.listener.image_changed(image, ["Reference"])
 
     async def remove_image(self, image: Image, force: bool) -> None:
         users = [c for c in self.containers.values() if c.config.image_id == image.id]

@@ -12,7 +12,7 @@ def parse_signal(value: str | int) -> int:
         number = value
     else:
         text = str(value).strip().upper()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             number = int(text)
         else:
             name = text if text.startswith("SIG") else f"SIG{text}"

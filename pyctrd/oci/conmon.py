@@ -46,6 +46,11 @@ def conmon_pidfile(bundle: Path) -> Path:
     return bundle / "conmon.pid"
 
 
+def oom_file(bundle: Path) -> Path:
+    """conmon creates this in its persist dir when the kernel OOM-killed the container."""
+    return bundle / "oom"
+
+
 class Conmon:
     def __init__(self, runtime: OCIRuntime, path: str | None = None) -> None:
         found = path or shutil.which("conmon") or "/usr/bin/conmon"
@@ -93,6 +98,8 @@ class Conmon:
                 stderr=asyncio.subprocess.PIPE,
                 pass_fds=(write_end,),
                 env=env,
+                # conmon also drops an "oom" file into its cwd (for CRI-O); keep it in the bundle.
+                cwd=req.bundle,
                 start_new_session=True,
             )
         finally:

@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 from pyctrd.errors import RuntimeFailed
@@ -88,6 +89,10 @@ def _is_missing(message: str) -> bool:
     return "does not exist" in message or "not found" in message
 
 
+# msg="..." in a logfmt line, with \" and \\ escapes inside the quotes.
+_LOGFMT_MSG = re.compile(r'\bmsg="((?:[^"\\]|\\.)*)"')
+
+
 def _last_error(stderr: bytes) -> str:
     """runc logs JSON or logfmt lines; keep the human text of the last one."""
     lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
@@ -99,7 +104,7 @@ def _last_error(stderr: bytes) -> str:
             return str(json.loads(last).get("msg", last))
         except ValueError:
             return last
-    marker = 'msg="'
-    if marker in last:
-        return last.split(marker, 1)[1].rsplit('"', 1)[0].replace('\\"', '"')
+    match = _LOGFMT_MSG.search(last)
+    if match:
+        return match.group(1).replace('\\"', '"').replace("\\\\", "\\")
     return last
