@@ -1,0 +1,94 @@
+"""pyctrd.bus.options.unwrap_options: the wire types of CreateContainer's options."""
+
+import pytest
+from dbus_fast import Variant
+
+from pyctrd.bus.options import OPTION_SIGNATURES, unwrap_options
+from pyctrd.core.config import OPTION_NAMES
+from pyctrd.errors import InvalidArgument
+
+GOOD = {
+    "name": Variant("s", "web"),
+    "labels": Variant("a{ss}", {"a": "b"}),
+    "annotations": Variant("a{ss}", {"c": "d"}),
+    "env": Variant("as", ["A=1", "B=2"]),
+    "workdir": Variant("s", "/srv"),
+    "user": Variant("s", "1000:1000"),
+    "hostname": Variant("s", "box"),
+    "terminal": Variant("b", True),
+    "stdin": Variant("b", False),
+    "stop_signal": Variant("s", "SIGINT"),
+    "stop_timeout": Variant("u", 5),
+    "read_only": Variant("b", True),
+    "mounts": Variant("a(sss)", [["/src", "/dst", "ro"], ["/a", "/b", ""]]),
+    "memory_limit": Variant("t", 1 << 30),
+    "cpu_quota": Variant("d", 0.5),
+    "pids_limit": Variant("t", 64),
+    "network": Variant("s", "host"),
+}
+
+
+def test_option_tables_agree_with_core():
+    assert set(OPTION_SIGNATURES) == set(OPTION_NAMES)
+
+
+def test_contract_signatures():
+    # API.md, CreateContainer
+    assert OPTION_SIGNATURES == {
+        "name": ("s",), "labels": ("a{ss}",), "annotations": ("a{ss}",), "env": ("as",),
+        "workdir": ("s",), "user": ("s",), "hostname": ("s",), "terminal": ("b",),
+        "stdin": ("b",), "stop_signal": ("s", "u"), "stop_timeout": ("u",),
+        "read_only": ("b",), "mounts": ("a(sss)",), "memory_limit": ("t",),
+        "cpu_quota": ("d",), "pids_limit": ("t",), "network": ("s",),
+    }
+
+
+def test_all_good_options_unwrap():
+    plain = unwrap_options(GOOD)
+    assert plain == {
+        "name": "web", "labels": {"a": "b"}, "annotations": {"c": "d"},
+        "env": ["A=1", "B=2"], "workdir": "/srv", "user": "1000:1000", "hostname": "box",
+        "terminal": True, "stdin": False, "stop_signal": "SIGINT", "stop_timeout": 5,
+        "read_only": True, "mounts": [("/src", "/dst", "ro"), ("/a", "/b", "")],
+        "memory_limit": 1 << 30, "cpu_quota": 0.5, "pids_limit": 64, "network": "host",
+    }
+    assert all(type(m) is tuple for m in plain["mounts"])
+    assert not any(isinstance(v, Variant) for v in plain.values())
+
+
+def test_empty():
+    assert unwrap_options({}) == {}
+
+
+def test_stop_signal_as_number():
+    assert unwrap_options({"stop_signal": Variant("u", 9)}) == {"stop_signal": 9}
+
+
+def test_unknown_key():
+    with pytest.raises(InvalidArgument) as info:
+        unwrap_options({"name": Variant("s", "x"), "colour": Variant("s", "red")})
+    assert "'colour'" in str(info.value)
+    assert "name" in str(info.value)  # lists known options
+
+
+@pytest.mark.parametrize(("key", "variant", "expected"), [
+    ("name", Variant("i", 1), "s"),
+    ("terminal", Variant("s", "true"), "b"),
+    ("stop_timeout", Variant("i", 5), "u"),
+    ("stop_timeout", Variant("t", 5), "u"),
+    ("memory_limit", Variant("u", 5), "t"),
+    ("cpu_quota", Variant("i", 1), "d"),
+    ("env", Variant("s", "A=1"), "as"),
+    ("labels", Variant("a{sv}", {"a": Variant("s", "b")}), "a{ss}"),
+    ("mounts", Variant("a(ss)", [["/a", "/b"]]), "a(sss)"),
+    ("mounts", Variant("as", ["/a:/b"]), "a(sss)"),
+    ("stop_signal", Variant("i", 9), "s or u"),
+    ("stop_signal", Variant("b", True), "s or u"),
+])
+def test_wrong_signature(key, variant, expected):
+    with pytest.raises(InvalidArgument) as info:
+        unwrap_options({key: variant})
+    message = str(info.value)
+    assert repr(key) in message
+    assert expected in message
+    assert variant.signature in message
