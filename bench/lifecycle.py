@@ -26,6 +26,14 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 REPO = Path(__file__).resolve().parent.parent
+RESULTS_HEADER = (
+    "# Lifecycle: pyctrd beside raw runc\n\n"
+    "`.venv/bin/python bench/lifecycle.py -n N --output bench/RESULTS.md`: one\n"
+    "create+start+wait+remove of `/bin/true` over the bus from one client, beside\n"
+    "`runc run` of the same bundle. Medians over N runs.\n\n"
+    "| date | machine | N | pyctrd | runc run | ratio |\n"
+    "|---|---|---|---|---|---|\n"
+)
 BUS = "org.pyctrd1"
 
 
@@ -129,7 +137,10 @@ def main() -> None:
     print(f"raw runc run /bin/true:          median {m_raw * 1000:.1f} ms over {args.n}")
     print(f"ratio: {m_ours / m_raw:.2f}x")
     if args.output:
+        new = not os.path.exists(args.output) or os.path.getsize(args.output) == 0
         with open(args.output, "a") as f:
+            if new:
+                f.write(RESULTS_HEADER)
             f.write(line + "\n")
 
 
