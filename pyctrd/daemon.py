@@ -21,10 +21,11 @@ log = logging.getLogger("pyctrd")
 
 async def serve(settings: Settings) -> int:
     layout = Layout(settings.root, settings.run_root)
-    oci = OCIRuntime(settings.runtime, layout.runtime_root)
+    oci = OCIRuntime(settings.runtime, layout.runtime_root, settings.runtime_timeout)
     runtime = Runtime(layout, oci, Conmon(oci, settings.conmon),
                       log_size_max=settings.log_size_max)
     runtime.load()
+    await runtime.recover()
     bus_type = BusType.SESSION if settings.bus == "session" else BusType.SYSTEM
     bus = await connect(bus_type)
     service = BusService(runtime, bus)

@@ -21,6 +21,7 @@ CONFIG_KEYS: dict[str, type] = {
     "conmon": str,
     "log_level": str,
     "log_size_max": int,
+    "runtime_timeout": int,  # seconds a runc/crun call may take before it is killed
 }
 
 
@@ -38,6 +39,7 @@ class Settings:
     log_level: str
     log_size_max: int
     config_file: Path | None
+    runtime_timeout: int = 30
 
 
 def parser() -> argparse.ArgumentParser:
@@ -80,7 +82,14 @@ def load(argv: list[str] | None = None) -> Settings:
         log_level=log_level,
         log_size_max=int(config.get("log_size_max", -1)),
         config_file=config_path if config_path.exists() else None,
+        runtime_timeout=_positive(config.get("runtime_timeout", 30), "runtime_timeout"),
     )
+
+
+def _positive(value: int, key: str) -> int:
+    if value <= 0:
+        raise SettingsError(f"{key} must be a positive number of seconds")
+    return value
 
 
 def _config_path(flag: str | None, session: bool) -> tuple[Path, bool]:

@@ -37,6 +37,7 @@ from dbus_fast.aio import MessageBus
 REPO = Path(__file__).resolve().parent.parent
 PYCTRD = REPO / ".venv" / "bin" / "pyctrd"
 MAKE_ROOTFS = REPO / "scripts" / "make-busybox-rootfs"
+SUPPORT = Path(__file__).resolve().parent / "support"
 
 BUS_NAME = "org.pyctrd1"
 MANAGER_PATH = "/org/pyctrd1"
@@ -237,6 +238,10 @@ class Daemon:
         self.image_id = ""
         self.image_path = ""
         self.starts = 0
+        # Fault injection: a crash point (tests/support/crashing_pyctrd.py) for the
+        # next start, and extra flags such as --runtime or --config.
+        self.crash_at: str | None = None
+        self.extra_args: list[str] = []
         for d in ("config", "data", "xdg-run"):
             (base / d).mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -261,8 +266,27 @@ class Daemon:
         }
 
     def argv(self) -> list[str]:
-        return [str(PYCTRD), "--bus", "session", "--root", str(self.root),
-                "--run-root", str(self.run_root), "--log-level", "debug"]
+        args = ["--bus", "session", "--root", str(self.root), "--run-root", str(self.run_root),
+                "--log-level", "debug", *self.extra_args]
+        if self.crash_at:
+            return [str(PYCTRD.with_name("python")), str(SUPPORT / "crashing_pyctrd.py"),
+                    self.crash_at, *args]
+        return [str(PYCTRD), *args]
+
+    def wait_crashed(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Wait for the daemon to die of its crash point's SIGKILL."""
+        assert self.proc is not None
+        try:
+            status = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"pyctrd did not crash at {self.crash_at}\n"
+                                 f"--- daemon log ---\n{self.log_tail()}") from None
+        assert status == -signal.SIGKILL, f"pyctrd exited with {status}\n{self.log_tail()}"
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"

@@ -15,10 +15,12 @@ import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from pyctrd.core.config import ContainerConfig, now_us
+from pyctrd.core.faults import checkpoint
 from pyctrd.core.state import ACTIVE, State, require
 from pyctrd.errors import NoSuchContainer, RuntimeFailed
 from pyctrd.layout import Layout
@@ -47,6 +49,7 @@ class ContainerStatus:
     mountpoint: str = ""
     user_mounted: bool = False
     needs_cleanup: bool = False
+    removing: bool = False  # Remove began: a restart finishes it
     started: int = 0
     finished: int = 0
 
@@ -152,6 +155,7 @@ class Container:
             self._starting = True
             try:
                 await self._env.oci.start(self.id)
+                checkpoint("start:started")
             except RuntimeFailed:
                 await self._abort_start()
                 raise
@@ -172,17 +176,20 @@ class Container:
         async with self.lock:
             self._check("Kill")
             await self._env.oci.kill(self.id, sig)
+            checkpoint("kill:sent")
 
     async def pause(self) -> None:
         async with self.lock:
             self._check("Pause")
             await self._env.oci.pause(self.id)
+            checkpoint("pause:paused")
             self._update(state=State.PAUSED)
 
     async def unpause(self) -> None:
         async with self.lock:
             self._check("Unpause")
             await self._env.oci.resume(self.id)
+            checkpoint("unpause:resumed")
             self._update(state=State.RUNNING)
 
     async def mount(self) -> str:
@@ -226,20 +233,178 @@ class Container:
             if force and self.state in ACTIVE:
                 await self._stop(0)
             self._check("Remove")
-            await self._cleanup_runtime()
-            rootfs.destroy(self.paths)
-            with contextlib.suppress(FileNotFoundError):
-                self._env.layout.exit_file(self.id).unlink()
-            await asyncio.to_thread(_remove_tree, self._env.layout.bundle(self.id))
-            self._env.store.remove_container(self.id)
-            self.removed = True
-            if self._watch:
-                self._watch.cancel()
-            for waiter in self._exit_waiters:
-                if not waiter.done():
-                    waiter.set_exception(
-                        NoSuchContainer(f"container {self.name} was removed before it exited"))
-            self._exit_waiters.clear()
+            self._update(removing=True)
+            checkpoint("remove:marked")
+            await self._teardown()
+
+    async def _teardown(self) -> None:
+        """Remove's destructive part; each step may be repeated after a crash."""
+        await self._cleanup_runtime()
+        checkpoint("remove:runtime-deleted")
+        rootfs.destroy(self.paths)
+        with contextlib.suppress(FileNotFoundError):
+            self._env.layout.exit_file(self.id).unlink()
+        await asyncio.to_thread(_remove_tree, self._env.layout.bundle(self.id))
+        checkpoint("remove:storage-destroyed")
+        self._env.store.remove_container(self.id)
+        self._forget()
+
+    def _forget(self) -> None:
+        self.removed = True
+        if self._watch:
+            self._watch.cancel()
+        for waiter in self._exit_waiters:
+            if not waiter.done():
+                waiter.set_exception(
+                    NoSuchContainer(f"container {self.name} was removed before it exited"))
+        self._exit_waiters.clear()
+
+    def inspect(self) -> dict[str, Any]:
+        """Everything about the container, shaped like `podman inspect`."""
+        cfg, st = self.config, self.status
+        bundle = self._env.layout.bundle(self.id)
+        paths = self.paths
+        return {
+            "Id": self.id,
+            "Name": self.name,
+            "Created": _rfc3339(cfg.created),
+            "Path": cfg.command[0],
+            "Args": cfg.command[1:],
+            "Image": cfg.image_id,
+            "ImageName": cfg.image_ref,
+            "State": {
+                "Status": str(st.state),
+                "Running": st.state == State.RUNNING,
+                "Paused": st.state == State.PAUSED,
+                "Pid": st.pid,
+                "ConmonPid": st.conmon_pid,
+                "ExitCode": st.exit_code,
+                "OOMKilled": st.oom_killed,
+                "StartedAt": _rfc3339(st.started),
+                "FinishedAt": _rfc3339(st.finished),
+            },
+            "Config": {
+                "Cmd": cfg.command,
+                "Env": cfg.env,
+                "WorkingDir": cfg.workdir,
+                "User": cfg.user,
+                "Uid": cfg.uid,
+                "Gid": cfg.gid,
+                "Hostname": cfg.hostname,
+                "Labels": cfg.labels,
+                "Annotations": cfg.annotations,
+                "StopSignal": cfg.stop_signal,
+                "StopTimeout": cfg.stop_timeout,
+                "Tty": cfg.terminal,
+                "OpenStdin": cfg.stdin,
+            },
+            "HostConfig": {
+                "Memory": cfg.memory_limit,
+                "Cpus": cfg.cpu_quota,
+                "PidsLimit": cfg.pids_limit,
+                "NetworkMode": cfg.network,
+                "ReadonlyRootfs": cfg.read_only,
+            },
+            "Mounts": [{"Source": src, "Destination": dst, "Options": opts.split(",")
+                        if opts else []} for src, dst, opts in cfg.mounts],
+            "GraphDriver": {
+                "Name": "overlay",
+                "Data": {"LowerDir": ":".join(str(p) for p in paths.lower),
+                         "UpperDir": str(paths.upper), "WorkDir": str(paths.work),
+                         "MergedDir": str(paths.merged)},
+            },
+            "Mounted": st.mounted,
+            "Mountpoint": st.mountpoint,
+            "LogPath": str(self.log_path),
+            "BundlePath": str(bundle),
+            "OCIRuntime": self._env.oci.name,
+            "OCISpec": _read_json(bundle / "config.json"),
+        }
+
+    # recovery after a daemon restart or a reboot
+
+    async def recover(self, new_boot: bool, mounted: set[str]) -> None:
+        """Make the stored state true again; ``mounted`` is the host's mount points."""
+        async with self.lock:
+            if self.status.removing:
+                await self._teardown()
+                return
+            if new_boot:
+                self._forget_last_boot()
+            elif self.state in ACTIVE or self.state == State.UNKNOWN:
+                await self._readopt()
+            elif self.status.needs_cleanup or self._runtime_dir().exists():
+                # Killed between runc create and saving, or before cleaning up an exit.
+                self._update(needs_cleanup=True)
+                await self._cleanup_runtime()
+            self._reconcile_mounts(mounted)
+
+    def _runtime_dir(self) -> Path:
+        return self._env.layout.runtime_root / self.id
+
+    def _forget_last_boot(self) -> None:
+        # Nothing of the last boot runs any more; its per-boot files are stale
+        # (and runc must not act on a recycled PID from them).
+        layout = self._env.layout
+        for stale in (self._runtime_dir(), layout.bundle(self.id)):
+            shutil.rmtree(stale, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            layout.exit_file(self.id).unlink()
+        changes: dict[str, Any] = {"needs_cleanup": False, "pid": 0, "conmon_pid": 0}
+        if self.state in ACTIVE or self.state == State.UNKNOWN:
+            log.info("container %s: was %s before the reboot; now exited", self.name,
+                     self.state)
+            changes.update(state=State.EXITED, exit_code=-1, finished=now_us())
+        self._update(**changes)
+
+    async def _readopt(self) -> None:
+        if not _is_conmon(self.status.conmon_pid):
+            # It exited while the daemon was away: conmon's exit file tells how and when.
+            code, finished = self._exit_from_file()
+            self._record_exit(code, finished)
+            return
+        try:
+            runtime_state = await self._env.oci.state(self.id)
+        except RuntimeFailed as err:
+            log.warning("container %s: state unknown: %s", self.name, err)
+            self._update(state=State.UNKNOWN)
+            self.watch_exit()
+            return
+        current = _RUNC_STATES.get((runtime_state or {}).get("status", ""))
+        if current is not None and runtime_state is not None:
+            changes: dict[str, Any] = {"state": current,
+                                       "pid": runtime_state.get("pid") or self.status.pid}
+            if current != State.CREATED and self.state == State.CREATED:
+                # Killed between runc start and saving "running".
+                changes.update(started=now_us(), exit_code=0, finished=0, oom_killed=False)
+            self._update(**changes)
+        # else the process is gone and conmon is about to report it
+        self.watch_exit()
+
+    def _exit_from_file(self) -> tuple[int, int]:
+        path = self._env.layout.exit_file(self.id)
+        try:
+            code = int(path.read_text().strip())
+            return code, path.stat().st_mtime_ns // 1000
+        except (OSError, ValueError):
+            log.warning("container %s: its conmon is gone and left no exit file "
+                        "(killed, or the runtime state vanished); exit code -1", self.name)
+            return -1, 0
+
+    def _reconcile_mounts(self, mounted: set[str]) -> None:
+        paths, st = self.paths, self.status
+        active = self.state in ACTIVE
+        if not active and str(paths.shm_dir) in mounted:
+            rootfs.unmount_shm(paths)
+        if str(paths.merged) not in mounted:
+            if st.mounted or st.user_mounted:
+                self._update(mounted=False, mountpoint="", user_mounted=False)
+        elif active or st.user_mounted:
+            if not st.mounted:
+                self._update(mounted=True, mountpoint=str(paths.merged))
+        else:
+            # Mounted by a call that never answered, or left by a cleanup cut short.
+            self._unmount_storage()
 
     # internals
 
@@ -276,6 +441,7 @@ class Container:
             if not self.status.user_mounted:
                 self._unmount_storage()
             raise
+        checkpoint("init:launched")
         self._update(state=State.CREATED, pid=launched.pid, conmon_pid=launched.conmon_pid,
                      needs_cleanup=True)
         self.watch_exit()
@@ -292,7 +458,7 @@ class Container:
         if self._starting:
             self._pending_exit = code
             return
-        if self.state in ACTIVE:
+        if self.state in ACTIVE or self.state == State.UNKNOWN:
             self._record_exit(code)
 
     def _read_exit_code(self) -> int:
@@ -304,10 +470,10 @@ class Container:
                         self.name)
             return -1
 
-    def _record_exit(self, code: int) -> None:
+    def _record_exit(self, code: int, finished: int = 0) -> None:
         oom = oom_file(self._env.layout.bundle(self.id)).exists()
         self._update(state=State.EXITED, exit_code=code, pid=0, conmon_pid=0,
-                     finished=now_us(), oom_killed=oom)
+                     finished=finished or now_us(), oom_killed=oom)
         for waiter in self._exit_waiters:
             if not waiter.done():
                 waiter.set_result(code)
@@ -335,6 +501,7 @@ class Container:
     async def _cleanup_runtime(self) -> None:
         """After an exit: forget the runtime container; release storage not held by Mount."""
         await self._env.oci.delete(self.id)
+        checkpoint("cleanup:deleted")
         rootfs.unmount_shm(self.paths)
         if not self.status.user_mounted:
             self._unmount_storage()
@@ -361,6 +528,7 @@ class Container:
             except RuntimeFailed:
                 if self.state in ACTIVE:
                     raise
+            checkpoint("stop:signalled")
             if self.state in ACTIVE:
                 await self._wait_exit(timeout)
         if self.state in ACTIVE:
@@ -385,12 +553,38 @@ class Container:
 
     def _mount_storage(self) -> str:
         mountpoint = str(rootfs.mount_rootfs(self.paths))
+        checkpoint("storage:mounted")
         self._update(mounted=True, mountpoint=mountpoint)
         return mountpoint
 
     def _unmount_storage(self) -> None:
         rootfs.unmount_rootfs(self.paths)
+        checkpoint("storage:unmounted")
         self._update(mounted=False, mountpoint="")
+
+
+_RUNC_STATES = {"created": State.CREATED, "running": State.RUNNING, "paused": State.PAUSED}
+
+
+def _is_conmon(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "conmon"
+    return False
+
+
+def _rfc3339(us: int) -> str:
+    if not us:
+        return ""
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

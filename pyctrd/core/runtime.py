@@ -5,7 +5,6 @@ hear of changes through a RuntimeListener.
 """
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -16,8 +15,8 @@ from typing import Any, Protocol
 
 from pyctrd.core.config import ContainerConfig, build_config, now_us
 from pyctrd.core.container import Container, ContainerEnv, ContainerStatus
+from pyctrd.core.faults import checkpoint
 from pyctrd.core.image import Image
-from pyctrd.core.state import ACTIVE, State
 from pyctrd.errors import (
     AmbiguousId,
     Exists,
@@ -30,13 +29,14 @@ from pyctrd.errors import (
 from pyctrd.layout import Layout
 from pyctrd.oci.conmon import Conmon
 from pyctrd.oci.runtime import OCIRuntime
-from pyctrd.storage import archive
+from pyctrd.storage import archive, mounts
 from pyctrd.store.db import Store
 
 log = logging.getLogger(__name__)
 
 REFERENCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$")
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+RECOVERY_PARALLELISM = 8  # runc state calls at once when re-adopting
 
 
 class RuntimeListener(Protocol):
@@ -79,6 +79,8 @@ class Runtime:
         self.containers: dict[str, Container] = {}
         self.images: dict[str, Image] = {}
         self._names: dict[str, str] = {}
+        self._new_boot = False
+        self._boot_id = ""
         self._env = ContainerEnv(layout=layout, store=self.store, oci=oci, conmon=conmon,
                                  layer_paths=self.layer_paths, listener=self,
                                  log_size_max=log_size_max)
@@ -99,37 +101,33 @@ class Runtime:
                                   ContainerStatus.from_record(state_record), self._env)
             self.containers[container.id] = container
             self._names[container.name] = container.id
-            self._adopt(container, new_boot)
+        self._new_boot = new_boot
 
     def _note_boot_id(self) -> bool:
-        boot_id = BOOT_ID_PATH.read_text().strip()
+        self._boot_id = BOOT_ID_PATH.read_text().strip()
         previous = self.store.get_meta("boot_id")
-        self.store.set_meta("boot_id", boot_id)
-        return previous is not None and previous != boot_id
+        return previous is not None and previous != self._boot_id
 
-    def _adopt(self, container: Container, new_boot: bool) -> None:
-        status = container.status
-        if new_boot:
-            # Nothing of the last boot runs or is mounted any more.
-            active = status.state in ACTIVE
-            status.mounted, status.mountpoint, status.user_mounted = False, "", False
-            status.needs_cleanup = False
-            if active:
-                status.state, status.exit_code = State.EXITED, -1
-                status.pid = status.conmon_pid = 0
-                status.finished = status.finished or now_us()
-            self.store.save_container_state(container.id, status.to_record())
-            return
-        if status.state in ACTIVE:
-            if _is_conmon(status.conmon_pid):
-                container.watch_exit()
-            else:
-                asyncio.get_running_loop().call_soon(container._on_conmon_exit)
-        elif (self.layout.runtime_root / container.id).exists():
-            # Killed between runc create and saving the new state, or before
-            # cleaning up after an exit: the runtime still holds the container.
-            status.needs_cleanup = True
-            container.schedule_cleanup()
+    async def recover(self) -> None:
+        """Reconcile every stored container with runc, conmon and the mount table."""
+        mounted = mounts.mounted_paths()
+        limit = asyncio.Semaphore(RECOVERY_PARALLELISM)
+
+        async def recover_one(container: Container) -> None:
+            async with limit:
+                try:
+                    await container.recover(self._new_boot, mounted)
+                except Exception:
+                    log.exception("container %s: recovery failed; it stays %s",
+                                  container.name, container.state)
+
+        await asyncio.gather(*(recover_one(c) for c in list(self.containers.values())))
+        # Only now: a crash during recovery must find the new boot again.
+        self.store.set_meta("boot_id", self._boot_id)
+        for container in [c for c in self.containers.values() if c.removed]:
+            # A Remove cut short by a crash, now finished.
+            del self.containers[container.id]
+            self._names.pop(container.name, None)
 
     # listener plumbing (containers report to the runtime, which fans out)
 
@@ -189,6 +187,7 @@ class Runtime:
         container = Container(config, status, self._env)
         self.containers[config.id] = container
         self._names[config.name] = config.id
+        checkpoint("create:saved")
         self.listener.container_added(container)
         return container
 
@@ -269,11 +268,3 @@ def _unique_prefix(prefix: str, items: dict[str, Any], kind: str) -> str | None:
         raise AmbiguousId(f"the ID prefix {prefix!r} matches {len(matches)} {kind}s; "
                           "give more characters")
     return matches[0] if matches else None
-
-
-def _is_conmon(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/comm").read_text().strip() == "conmon"
-    return False

@@ -7,16 +7,16 @@ created the container (or failed, with its message).
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyctrd.errors import RuntimeFailed
 from pyctrd.oci.runtime import OCIRuntime
-
-LAUNCH_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,15 @@ class Conmon:
             )
         finally:
             os.close(write_end)
+        timeout = self.runtime.timeout
         try:
-            report = await asyncio.wait_for(_read_sync_report(read_end), LAUNCH_TIMEOUT)
+            report = await asyncio.wait_for(_read_sync_report(read_end), timeout)
         except TimeoutError:
-            raise RuntimeFailed(f"conmon did not report within {LAUNCH_TIMEOUT:.0f} s") from None
+            # conmon and the runtime it runs share the session started above.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+            raise RuntimeFailed(f"conmon did not report within {timeout:.0f} s") from None
         finally:
             os.close(read_end)
         _, stderr = await proc.communicate()

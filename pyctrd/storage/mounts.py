@@ -3,6 +3,7 @@
 import ctypes
 import ctypes.util
 import os
+import re
 from pathlib import Path
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -37,3 +38,14 @@ def umount(target: Path, *, lazy: bool = False) -> None:
 
 def is_mountpoint(path: Path) -> bool:
     return os.path.ismount(path)
+
+
+def mounted_paths() -> set[str]:
+    """Every mount point of this mount namespace, from /proc/self/mountinfo."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        return {_unescape(line.split(" ", 5)[4]) for line in f}
+
+
+def _unescape(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)

@@ -109,7 +109,7 @@ def test_changed_properties(changes, expected):
 
 def test_every_status_field_is_mapped_or_internal():
     from dataclasses import fields
-    internal = {"conmon_pid", "needs_cleanup", "user_mounted"}
+    internal = {"conmon_pid", "needs_cleanup", "user_mounted", "removing"}
     status_fields = {f.name for f in fields(ContainerStatus)}
     assert set(STATUS_TO_PROPERTIES) == status_fields - internal
     for props in STATUS_TO_PROPERTIES.values():
