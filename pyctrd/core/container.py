@@ -454,26 +454,20 @@ class Container:
 
     def _on_conmon_exit(self) -> None:
         self._watch = None
-        code = self._read_exit_code()
+        # Seen now: our clock is finer than the exit file's coarse mtime.
+        code, _ = self._exit_from_file()
         if self._starting:
             self._pending_exit = code
             return
         if self.state in ACTIVE or self.state == State.UNKNOWN:
             self._record_exit(code)
 
-    def _read_exit_code(self) -> int:
-        path = self._env.layout.exit_file(self.id)
-        try:
-            return int(path.read_text().strip())
-        except (OSError, ValueError):
-            log.warning("container %s: conmon exited without an exit file; exit code -1",
-                        self.name)
-            return -1
-
     def _record_exit(self, code: int, finished: int = 0) -> None:
         oom = oom_file(self._env.layout.bundle(self.id)).exists()
+        # An exit racing Start may predate the StartedTimestamp taken after runc start.
+        finished = max(finished or now_us(), self.status.started)
         self._update(state=State.EXITED, exit_code=code, pid=0, conmon_pid=0,
-                     finished=finished or now_us(), oom_killed=oom)
+                     finished=finished, oom_killed=oom)
         for waiter in self._exit_waiters:
             if not waiter.done():
                 waiter.set_result(code)
@@ -567,10 +561,13 @@ _RUNC_STATES = {"created": State.CREATED, "running": State.RUNNING, "paused": St
 
 
 def _is_conmon(pid: int) -> bool:
+    """``pid`` is a live conmon (a zombie nobody reaped yet has exited)."""
     if pid <= 0:
         return False
     with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/comm").read_text().strip() == "conmon"
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        comm_end = stat.rindex(")")
+        return stat[stat.index("(") + 1:comm_end] == "conmon" and stat[comm_end + 2] != "Z"
     return False
 
 
