@@ -8,7 +8,9 @@ import sys
 from dbus_fast import BusType
 
 from pyctrd import settings as settings_mod
+from pyctrd.bus.authz import Authorizer
 from pyctrd.bus.connection import connect
+from pyctrd.bus.polkit import PolkitClient
 from pyctrd.bus.service import BusService, NameTaken
 from pyctrd.core.runtime import Runtime
 from pyctrd.layout import Layout
@@ -28,6 +30,9 @@ async def serve(settings: Settings) -> int:
     await runtime.recover()
     bus_type = BusType.SESSION if settings.bus == "session" else BusType.SYSTEM
     bus = await connect(bus_type)
+    if settings.bus == "system":
+        # On a user's session bus only that user can call us: no polkit there.
+        bus.authorizer = Authorizer(bus, PolkitClient(bus))
     service = BusService(runtime, bus)
     try:
         await service.start()

@@ -10,11 +10,14 @@ queue holds the rest, so nothing is dropped and the event loop never blocks.
 
 import array
 import socket
+from typing import Any
 
 from dbus_fast import BusType, Message
 from dbus_fast.aio import MessageBus
 from dbus_fast.aio.message_bus import _MessageWriter
 from dbus_fast.service import ServiceInterface
+
+from pyctrd.bus.authz import Authorizer, action_for
 
 
 class BackpressureWriter(_MessageWriter):
@@ -59,12 +62,24 @@ class BackpressureWriter(_MessageWriter):
 
 
 class PyctrdBus(MessageBus):
-    """A MessageBus whose ObjectManager signals BusService sends itself.
+    """A MessageBus whose ObjectManager signals BusService sends itself, and
+    whose method handlers ask the authorizer first (when there is one).
 
     dbus-fast would emit InterfacesAdded per exported interface from the
     object's own path; the spec (and GDBusObjectManagerClient) wants them
     from the manager's path, with all interfaces of the object at once.
     """
+
+    authorizer: Authorizer | None = None  # set before exporting anything
+
+    def _make_method_handler(self, interface: ServiceInterface, method: Any) -> Any:
+        handler = super()._make_method_handler(interface, method)
+        if self.authorizer is None:
+            return handler
+        action = action_for(interface.name, method.name)
+        if action is None:
+            return handler
+        return self.authorizer.guard(handler, interface, method.name, action)
 
     def _emit_interface_added(self, path: str, interface: ServiceInterface) -> None:
         pass

@@ -1,0 +1,82 @@
+"""A polkit Authority client: one CheckAuthorization, its answer as a decision.
+
+Fails closed: polkit missing, slow or answering with an error means "no",
+with a message that says why, so a denied caller knows what to fix.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+from dbus_fast import Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+log = logging.getLogger(__name__)
+
+AUTHORITY_NAME = "org.freedesktop.PolicyKit1"
+AUTHORITY_PATH = "/org/freedesktop/PolicyKit1/Authority"
+AUTHORITY_IFACE = "org.freedesktop.PolicyKit1.Authority"
+ALLOW_USER_INTERACTION = 0x1
+# Long enough for a person to type a password in an authentication dialog.
+INTERACTIVE_TIMEOUT = 300.0
+QUICK_TIMEOUT = 25.0
+
+
+class Verdict(Enum):
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    CHALLENGE = "challenge"  # allowed after authentication the caller did not permit
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    reason: str = ""
+
+
+Subject = tuple[str, dict[str, Variant]]
+
+
+def bus_name_subject(unique_name: str) -> Subject:
+    return ("system-bus-name", {"name": Variant("s", unique_name)})
+
+
+def process_subject(pid: int, start_time: int, uid: int) -> Subject:
+    return ("unix-process", {"pid": Variant("u", pid), "start-time": Variant("t", start_time),
+                             "uid": Variant("i", uid)})
+
+
+class PolkitClient:
+    def __init__(self, bus: MessageBus) -> None:
+        self._bus = bus
+
+    async def check(self, subject: Subject, action: str, details: dict[str, str],
+                    interactive: bool) -> Decision:
+        call = Message(
+            destination=AUTHORITY_NAME, path=AUTHORITY_PATH, interface=AUTHORITY_IFACE,
+            member="CheckAuthorization", signature="(sa{sv})sa{ss}us",
+            body=[subject, action, details, ALLOW_USER_INTERACTION if interactive else 0, ""],
+        )
+        timeout = INTERACTIVE_TIMEOUT if interactive else QUICK_TIMEOUT
+        try:
+            reply = await _call(self._bus, call, timeout)
+        except Exception as err:  # no polkit, lost bus, timeout: all mean "no"
+            log.warning("polkit could not be asked about %s: %s", action, err)
+            return Decision(Verdict.DENIED, f"polkit could not be asked ({err})")
+        if reply.message_type == MessageType.ERROR:
+            text = reply.body[0] if reply.body else ""
+            log.warning("polkit refused to check %s: %s %s", action, reply.error_name, text)
+            return Decision(Verdict.DENIED, f"polkit answered {reply.error_name}: {text}")
+        is_authorized, is_challenge, _details = reply.body[0]
+        if is_authorized:
+            return Decision(Verdict.ALLOWED)
+        if is_challenge:
+            return Decision(Verdict.CHALLENGE, "authentication is required")
+        return Decision(Verdict.DENIED, "not authorized by polkit")
+
+
+async def _call(bus: MessageBus, message: Message, timeout: float) -> Message:
+    reply = await asyncio.wait_for(bus.call(message), timeout)
+    assert reply is not None  # a method call always has a reply
+    return reply
