@@ -6,17 +6,16 @@ hear of changes through a RuntimeListener.
 
 import asyncio
 import logging
-import os
 import re
 import secrets
 import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
-from pyctrd.core.config import ContainerConfig, build_config, now_us
+from pyctrd.core.config import ContainerConfig, build_config
 from pyctrd.core.container import Container, ContainerEnv, ContainerStatus
 from pyctrd.core.faults import checkpoint
-from pyctrd.core.image import Image
+from pyctrd.core.image import Image, image_from_archive
 from pyctrd.errors import (
     AmbiguousId,
     Exists,
@@ -29,7 +28,10 @@ from pyctrd.errors import (
 from pyctrd.layout import Layout
 from pyctrd.oci.conmon import Conmon
 from pyctrd.oci.runtime import OCIRuntime
-from pyctrd.storage import archive, mounts
+from pyctrd.storage import mounts
+from pyctrd.storage.imageformats import ArchiveReader
+from pyctrd.storage.layers import LayerStore
+from pyctrd.storage.streams import FdReader
 from pyctrd.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ class Runtime:
         for record in self.store.images():
             image = Image.from_record(record)
             self.images[image.id] = image
+        self.layer_store = LayerStore(self.layout.root)
+        self.layer_store.load((i.layers, i.blobs) for i in self.images.values())
         new_boot = self._note_boot_id()
         for config_record, state_record in self.store.containers():
             container = Container(ContainerConfig.from_record(config_record),
@@ -154,7 +158,7 @@ class Runtime:
         candidates = (reference_or_id, f"{reference_or_id}:latest") if reference_or_id else ()
         for candidate in candidates:
             for image in self.images.values():
-                if image.reference == candidate:
+                if candidate in image.references:
                     return image
         if reference_or_id in self.images:
             return self.images[reference_or_id]
@@ -167,8 +171,11 @@ class Runtime:
         return self.images[iid]
 
     def layer_paths(self, image_id: str) -> list[Path]:
+        """The image's lowerdirs, top first; a layer that recurs counts at its top-most place
+        (the lower copy can add nothing the upper one does not)."""
         image = self.images[image_id]
-        return [self.layout.layer(layer) / "diff" for layer in reversed(image.layers)]
+        top_first = list(dict.fromkeys(reversed(image.layers)))
+        return [self.layer_store.diff_dir(layer) for layer in top_first]
 
     # containers
 
@@ -179,8 +186,8 @@ class Runtime:
         if name and name in self._names:
             raise Exists(f"the name {name!r} is already in use by container "
                          f"{self._names[name][:12]}; choose another name or remove it")
-        top_layer = self.layer_paths(image.id)[0]
-        config = build_config(image, top_layer, command, options, set(self._names))
+        config = build_config(image, self.layer_paths(image.id), command, options,
+                              set(self._names))
         status = ContainerStatus()
         self.store.add_container(config.id, config.name, config.to_record(),
                                  status.to_record())
@@ -203,38 +210,49 @@ class Runtime:
         if reference and not REFERENCE_RE.match(reference):
             raise InvalidArgument(f"invalid image reference {reference!r}")
         staging = self.layout.tmp / secrets.token_hex(8)
+        reader = ArchiveReader(self.layer_store, staging)
+        kept: list[str] = []  # layer references the new image takes over from the reader
         try:
-            unpacked = await asyncio.to_thread(archive.unpack_tarball, fd, staging / "diff")
-            size = await asyncio.to_thread(archive.tree_size, staging / "diff")
-            image_id = unpacked.digest
-            if image_id not in self.images:
-                layer_dir = self.layout.layer(image_id)
-                if layer_dir.exists():  # left by an import killed half-way
-                    shutil.rmtree(layer_dir)
-                os.rename(staging, layer_dir)
+            found = await asyncio.to_thread(reader.read, FdReader(fd))
+            image = image_from_archive(found)
+            references = [reference] if reference else [
+                r for r in found.references if REFERENCE_RE.match(r)]
+            existing = self.images.get(image.id)
+            for ref in references:
+                self._take_reference(ref, image.id)
+            if existing is not None:
+                for ref in reversed(references):  # the first given ends up primary
+                    self._set_reference(existing, ref)
+                return existing
+            image.references = list(dict.fromkeys(references))
+            image.reference = image.references[0] if image.references else ""
+            self.store.add_image(image.id, image.to_record())
+            self.images[image.id] = image
+            kept = image.layers
+            self.listener.image_added(image)
+            return image
         finally:
+            await asyncio.to_thread(reader.release_except, kept)
             await asyncio.to_thread(shutil.rmtree, staging, True)
-        existing = self.images.get(image_id)
-        self._take_reference(reference, image_id)
-        if existing is not None:
-            if reference and existing.reference != reference:
-                self._set_reference(existing, reference)
-            return existing
-        image = Image(id=image_id, reference=reference, digest=f"sha256:{image_id}",
-                      size=size, created=now_us(), layers=[image_id],
-                      env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
-        self.store.add_image(image.id, image.to_record())
-        self.images[image.id] = image
-        self.listener.image_added(image)
-        return image
 
     def _take_reference(self, reference: str, new_owner: str) -> None:
         """A reference names one image: importing it again moves it, as podman does."""
         for image in self.images.values():
-            if reference and image.reference == reference and image.id != new_owner:
-                self._set_reference(image, "")
+            if image.id == new_owner or reference not in image.references:
+                continue
+            image.references.remove(reference)
+            primary = image.references[0] if image.references else ""
+            changed = primary != image.reference
+            image.reference = primary
+            self.store.add_image(image.id, image.to_record())
+            if changed:
+                self.listener.image_changed(image, ["Reference"])
 
     def _set_reference(self, image: Image, reference: str) -> None:
+        """Give ``image`` the reference too, as its primary one."""
+        if image.reference == reference:
+            return
+        image.references = [reference, *(r for r in image.references if r != reference)]
         image.reference = reference
         self.store.add_image(image.id, image.to_record())
         self.listener.image_changed(image, ["Reference"])
@@ -249,12 +267,13 @@ class Runtime:
             await self.remove_container(container, force=True)
         self.store.remove_image(image.id)
         self.images.pop(image.id, None)
-        for layer in image.layers:
-            try:
-                await asyncio.to_thread(shutil.rmtree, self.layout.layer(layer))
-            except OSError as err:
-                raise StorageFailed(f"removing layer {layer[:12]} failed: {err}") from err
-        self.listener.image_removed(image)
+        try:
+            await asyncio.to_thread(self.layer_store.release, set(image.layers))
+        except OSError as err:
+            raise StorageFailed(f"removing the layers of image {image.id[:12]} failed: "
+                                f"{err}") from err
+        finally:
+            self.listener.image_removed(image)
 
     def close(self) -> None:
         self.store.close()

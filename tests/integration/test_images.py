@@ -118,14 +118,12 @@ async def check_layered_image(bus, image_id, image_path, reference):
     await bus.ctr(path, "Unmount")
 
 
-@pytest.mark.xfail(strict=True, reason="layered archives come with issue 4")
 async def test_import_oci_archive(bus, busybox_tar, tmp_path):
     archive = oci_archive(busybox_tar, tmp_path / "oci.tar")
     image_id, image_path = await bus.import_image(archive, "oci-test")
     await check_layered_image(bus, image_id, image_path, "oci-test")
 
 
-@pytest.mark.xfail(strict=True, reason="layered archives come with issue 4")
 async def test_import_docker_archive(bus, busybox_tar, tmp_path):
     archive = docker_archive(busybox_tar, tmp_path / "docker.tar")
     image_id, image_path = await bus.import_image(archive, "docker-test")

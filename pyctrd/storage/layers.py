@@ -1,0 +1,125 @@
+"""The layer store: each layer once, by diff id, shared and refcounted.
+
+``<root>/layers/<diff id>/diff`` holds a layer's files, ``meta.json`` its
+size. A layer directory appears by one rename from the staging area, so it
+is either complete or absent. References are held by images (one per
+distinct layer) and by imports in flight; the count is not stored but
+recomputed from the images on start-up, and directories nobody references
+(an import killed after the rename) are deleted then.
+
+Imports run in worker threads and removals on the event loop: one lock
+guards the counts and the renames into and out of ``layers/``.
+"""
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyctrd.storage.archive import tree_size
+
+log = logging.getLogger(__name__)
+
+META = "meta.json"
+
+
+@dataclass(frozen=True)
+class StagedLayer:
+    """A layer unpacked into the staging area, not yet in the store."""
+
+    diff_id: str
+    path: Path  # contains diff/ and meta.json
+    size: int
+
+
+def write_meta(layer_dir: Path, size: int) -> None:
+    (layer_dir / META).write_text(json.dumps({"size": size}))
+
+
+class LayerStore:
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "layers"
+        self.tmp = root / "tmp"
+        self._lock = threading.Lock()
+        self._refs: Counter[str] = Counter()
+        # blob digest (compressed, as in a manifest) → diff id, learned from imports
+        self._blob_diff_ids: dict[str, str] = {}
+
+    def path(self, diff_id: str) -> Path:
+        return self.dir / diff_id
+
+    def diff_dir(self, diff_id: str) -> Path:
+        return self.dir / diff_id / "diff"
+
+    def load(self, images: Iterable[tuple[list[str], list[str]]]) -> None:
+        """Count references from the images' (layers, blobs); delete unreferenced layers."""
+        with self._lock:
+            self._refs.clear()
+            for layers, blobs in images:
+                self._refs.update(set(layers))
+                for blob, diff_id in zip(blobs, layers, strict=False):
+                    if blob:
+                        self._blob_diff_ids[blob] = diff_id
+            orphans = [p for p in self.dir.iterdir() if p.name not in self._refs]
+        for orphan in orphans:
+            log.info("removing layer %s: no image uses it", orphan.name[:12])
+            shutil.rmtree(orphan, ignore_errors=True)
+
+    def refs(self, diff_id: str) -> int:
+        return self._refs[diff_id]
+
+    def diff_id_of_blob(self, blob_digest: str) -> str | None:
+        return self._blob_diff_ids.get(blob_digest)
+
+    def remember_blob(self, blob_digest: str, diff_id: str) -> None:
+        self._blob_diff_ids[blob_digest] = diff_id
+
+    def size(self, diff_id: str) -> int:
+        try:
+            return int(json.loads((self.path(diff_id) / META).read_text())["size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return tree_size(self.diff_dir(diff_id))  # a layer stored before meta.json
+
+    def take_existing(self, diff_id: str) -> bool:
+        """Hold a reference to ``diff_id`` if it is stored; whether it is."""
+        with self._lock:
+            if self._refs[diff_id] > 0 or self.path(diff_id).is_dir():
+                self._refs[diff_id] += 1
+                return True
+            return False
+
+    def add(self, staged: StagedLayer) -> None:
+        """Move a staged layer into the store (or drop it, if stored meanwhile); hold it."""
+        with self._lock:
+            target = self.path(staged.diff_id)
+            keep_staged = target.is_dir()
+            if not keep_staged:
+                os.rename(staged.path, target)
+            self._refs[staged.diff_id] += 1
+        if keep_staged:
+            shutil.rmtree(staged.path, ignore_errors=True)
+
+    def release(self, diff_ids: Iterable[str]) -> None:
+        """Drop one reference to each; delete the layers no one holds any more."""
+        doomed = []
+        with self._lock:
+            for diff_id in diff_ids:
+                self._refs[diff_id] -= 1
+                if self._refs[diff_id] > 0:
+                    continue
+                del self._refs[diff_id]
+                # out of layers/ at once, under the lock; deleted at leisure
+                trash = self.tmp / f"removed-{secrets.token_hex(8)}"
+                try:
+                    os.rename(self.path(diff_id), trash)
+                except FileNotFoundError:
+                    continue
+                doomed.append(trash)
+        for trash in doomed:
+            shutil.rmtree(trash, ignore_errors=True)
