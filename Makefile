@@ -10,7 +10,8 @@ VENV := .venv
 # are added by `deps` only when $(PYTHON) lacks venv/ensurepip or Python.h
 # (dbus-python, needed by python-dbusmock, builds from source).
 APT_PACKAGES := dbus runc crun conmon busybox-static polkitd systemd \
-	libdbus-1-dev libglib2.0-dev libglib2.0-bin pkg-config gcc tar zstd iproute2
+	libdbus-1-dev libglib2.0-dev libglib2.0-bin pkg-config gcc tar zstd iproute2 \
+	skopeo umoci
 
 HAS_PYTHON_H := import os, sysconfig; \
 	raise SystemExit(not os.path.isfile(sysconfig.get_paths()["include"] + "/Python.h"))

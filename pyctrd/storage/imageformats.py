@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import platform
 import posixpath
 import re
@@ -64,6 +65,8 @@ INDEX_TYPES = {"application/vnd.oci.image.index.v1+json",
 ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
                  "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 REF_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,8 @@ class ArchiveReader:
         have = bool(expected_diff_id) and self.store.take_existing(expected_diff_id or "")
         if have:
             self.held[expected_diff_id or ""] += 1
+            log.debug("layer %s is stored already: hashing it, not unpacking it",
+                      (expected_diff_id or "")[:12])
         dest = None if have else self.staging / f"layer-{len(self._blobs)}-{id(blob):x}"
         try:
             with Decompressed(raw) as decompressed:

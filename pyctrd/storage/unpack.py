@@ -123,6 +123,9 @@ class _Unpacker:
                 self._apply_entry(tar, parts, member)
         except OSError as err:
             raise _describe(err, member.name) from err
+        except tarfile.TarError as err:  # the data of an entry ends early
+            raise InvalidArgument(f"the tar archive is corrupt at {member.name!r}: {err}") \
+                from err
 
     # parents
 
@@ -159,7 +162,7 @@ class _Unpacker:
             os.setxattr(parent, OPAQUE_XATTR, b"y")
             return
         target = parts[-1].removeprefix(WHITEOUT_PREFIX)
-        if not target:
+        if target in ("", ".", ".."):
             raise InvalidArgument(f"the archive has a whiteout without a name ({member.name!r})")
         _remove(parent, target)
         os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=parent)

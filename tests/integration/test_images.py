@@ -9,8 +9,6 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import pytest
-
 IMAGE = "org.pyctrd1.Image"
 IMAGE_CONFIG = {
     "Entrypoint": ["sh", "-c"],
