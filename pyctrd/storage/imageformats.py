@@ -38,7 +38,6 @@ from typing import Any
 from pyctrd.errors import InvalidArgument, StorageFailed
 from pyctrd.storage.layers import LayerStore, StagedLayer, write_meta
 from pyctrd.storage.streams import (
-    CHUNK,
     Decompressed,
     HashingReader,
     PrefixReader,
@@ -127,8 +126,9 @@ class ArchiveReader:
             plain = HashingReader(outer)
             recorder = RecordingReader(plain, SNIFF_LIMIT)
             try:
+                # a small buffer: tarfile's stream copies all of it on every read
                 tar = tarfile.open(fileobj=recorder, mode="r|",  # noqa: SIM115
-                                   bufsize=CHUNK)  # type: ignore[call-overload]
+                                   bufsize=1 << 16)  # type: ignore[call-overload]
                 first = _first_named(tar)
             except tarfile.TarError as err:
                 raise InvalidArgument(
