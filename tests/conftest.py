@@ -20,13 +20,14 @@ import asyncio
 import concurrent.futures
 import contextlib
 import io
+import json
 import os
 import select
 import signal
 import subprocess
 import sys
 import tarfile
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,59 @@ def mounts_under(*dirs: Path) -> list[str]:
 
 def container_id(path: str) -> str:
     return path.rsplit("/", 1)[1]
+
+
+def process_alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "\nState:\tZ" not in status
+
+
+def runc_state(run_root: Path, cid: str) -> dict[str, Any] | None:
+    """runc's own view of a container of the daemon with ``run_root``; None if unknown."""
+    out = subprocess.run(["runc", f"--root={run_root / 'runtime'}", "state", cid],
+                         capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        assert "does not exist" in out.stderr, out.stderr
+        return None
+    return dict(json.loads(out.stdout))
+
+
+def leftovers(daemon: Daemon, ids: Iterable[str] = ()) -> list[str]:
+    """What a daemon with no containers should not have left behind: mounts, conmon or
+    runtime processes, runc state, storage and bundle dirs, exit files, and the
+    cgroups (hence processes) of the containers ``ids``."""
+    problems = []
+    if found := mounts_under(daemon.root, daemon.run_root):
+        problems.append(f"mounts: {found}")
+    marker = str(daemon.run_root).encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in (os.getpid(), daemon.pid):
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in cmdline:  # conmon (-b bundle) and runc (--root) name the run root
+            argv = cmdline.decode(errors="replace").replace("\0", " ")
+            problems.append(f"process {proc.name}: {argv}")
+    listed = subprocess.run(["runc", f"--root={daemon.run_root / 'runtime'}", "list", "-q"],
+                            capture_output=True, text=True, timeout=30)
+    if listed.stdout.strip():
+        problems.append(f"runc still knows {listed.stdout.split()}")
+    for directory in (daemon.root / "containers", daemon.run_root / "containers",
+                      daemon.run_root / "exits"):
+        if directory.exists() and (entries := sorted(p.name for p in directory.iterdir())):
+            problems.append(f"{directory}: {entries}")
+    for cid in ids:
+        cgroup = Path("/sys/fs/cgroup/pids/pyctrd") / cid
+        if cgroup.exists():
+            procs = (cgroup / "cgroup.procs").read_text().split()
+            problems.append(f"cgroup {cgroup} with processes {procs}")
+    return problems
 
 
 # --------------------------------------------------------------------------

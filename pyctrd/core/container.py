@@ -24,7 +24,7 @@ from pyctrd.core.faults import checkpoint
 from pyctrd.core.state import ACTIVE, State, require
 from pyctrd.errors import NoSuchContainer, RuntimeFailed
 from pyctrd.layout import Layout
-from pyctrd.oci.conmon import Conmon, ConmonRequest, oom_file
+from pyctrd.oci.conmon import Conmon, ConmonRequest, conmon_pidfile, oom_file
 from pyctrd.oci.exitwatch import ExitWatch
 from pyctrd.oci.runtime import OCIRuntime
 from pyctrd.oci.spec import SpecInput, build_spec
@@ -235,7 +235,15 @@ class Container:
             self._check("Remove")
             self._update(removing=True)
             checkpoint("remove:marked")
-            await self._teardown()
+            try:
+                await self._teardown()
+            except Exception:
+                # A step failed before destroying anything (runc delete, or storage still
+                # mounted): the container stays whole, and a restart must not finish a
+                # Remove its caller was told had failed.
+                if not self.removed:
+                    self._update(removing=False)
+                raise
 
     async def _teardown(self) -> None:
         """Remove's destructive part; each step may be repeated after a crash."""
@@ -437,7 +445,10 @@ class Container:
                 terminal=cfg.terminal, stdin=cfg.stdin, log_size_max=env.log_size_max,
             ))
         except RuntimeFailed:
+            # A launch that timed out leaves conmon and the runtime it runs behind.
+            _kill_conmon_of(self.id, bundle)
             await env.oci.delete(self.id)
+            rootfs.unmount_shm(paths)
             if not self.status.user_mounted:
                 self._unmount_storage()
             raise
@@ -502,13 +513,16 @@ class Container:
         self._update(needs_cleanup=False)
 
     async def _abort_start(self) -> None:
-        with contextlib.suppress(RuntimeFailed):
-            await self._env.oci.kill(self.id, signal.SIGKILL)
-        if self._pending_exit is None and self.state in ACTIVE:
-            await self._wait_exit(KILL_GRACE)
+        # No longer starting: an exit is recorded the moment conmon reports it (while
+        # starting it would only be set aside, and the wait below would never end).
+        self._starting = False
         code, self._pending_exit = self._pending_exit, None
         if code is not None and self.state in ACTIVE:
             self._record_exit(code)
+        with contextlib.suppress(RuntimeFailed):
+            await self._env.oci.kill(self.id, signal.SIGKILL)
+        if self.state in ACTIVE:
+            await self._wait_exit(KILL_GRACE)
         await self._cleanup_if_needed()
 
     async def _stop(self, timeout: int) -> None:
@@ -569,6 +583,19 @@ def _is_conmon(pid: int) -> bool:
         comm_end = stat.rindex(")")
         return stat[stat.index("(") + 1:comm_end] == "conmon" and stat[comm_end + 2] != "Z"
     return False
+
+
+def _kill_conmon_of(cid: str, bundle: Path) -> None:
+    """SIGKILL the conmon of a failed launch and its runtime (conmon leads their session)."""
+    try:
+        pid = int(conmon_pidfile(bundle).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    # the pid file may be an earlier run's, and the PID reused since
+    if _is_conmon(pid) and cid.encode() in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _rfc3339(us: int) -> str:

@@ -4,7 +4,9 @@ Tests copy this file next to a control file and pass the copy as --runtime:
 
     control file (JSON): {"fail": ["pause", ...], "hang": ["start", ...]}
 
-"fail" prints a runc-style error and exits 1; "hang" sleeps until killed.
+"fail" prints a runc-style error and exits 1; "hang" sleeps until killed,
+after writing its PID to ``<control stem>.<verb>.hanging`` next to the control
+file, so a test knows the hang has begun (and which process to watch).
 The control file is re-read on every call, so a test changes faults while
 the daemon runs. Test builds only.
 """
@@ -39,6 +41,10 @@ def main() -> None:
         faults = {}
     name = verb(argv)
     if name in faults.get("hang", []):
+        marker = CONTROL.with_name(f"{CONTROL.stem}.{name}.hanging")
+        partial = marker.with_suffix(".tmp")
+        partial.write_text(str(os.getpid()))
+        os.replace(partial, marker)  # whole or absent: a test reads it at once
         while True:
             time.sleep(3600)
     if name in faults.get("fail", []):
