@@ -6,18 +6,46 @@ to a slow subscriber fills the send buffer long before anything is wrong.
 BackpressureWriter keeps the unsent rest of the message and waits for the
 socket to become writable again, as any non-blocking writer should; the
 queue holds the rest, so nothing is dropped and the event loop never blocks.
+
+A method returning a descriptor (type h) hands it over: dbus-fast passes the
+number to sendmsg when the reply is written, possibly later than the method
+returns, and never closes it. hand_over() marks it, and PyctrdBus closes our
+copy once the reply is written (or has failed), so none leaks.
 """
 
 import array
+import asyncio
+import logging
+import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
-from dbus_fast import BusType, Message
+from dbus_fast import BusType, Message, MessageFlag
+from dbus_fast import introspection as intr
 from dbus_fast.aio import MessageBus
 from dbus_fast.aio.message_bus import _MessageWriter
 from dbus_fast.service import ServiceInterface
 
 from pyctrd.bus.authz import Authorizer, action_for
+
+log = logging.getLogger(__name__)
+
+# Descriptors a method has returned: closed once the reply carrying them is written.
+_handed_over: set[int] = set()
+
+
+def hand_over(fd: int) -> int:
+    """Return ``fd`` from a method; it is closed after the reply is sent."""
+    _handed_over.add(fd)
+    return fd
+
+
+def _close_handed_over(fds: list[int]) -> None:
+    for fd in fds:
+        if fd in _handed_over:
+            _handed_over.discard(fd)
+            os.close(fd)
 
 
 class BackpressureWriter(_MessageWriter):
@@ -71,9 +99,28 @@ class PyctrdBus(MessageBus):
     """
 
     authorizer: Authorizer | None = None  # set before exporting anything
+    # Child node names of a path that exist without being exported (yet).
+    virtual_children: Callable[[str], list[str]] | None = None
+
+    def _introspect_export_path(self, path: str) -> intr.Node:
+        node = super()._introspect_export_path(path)
+        if self.virtual_children is not None:
+            have = {child.name for child in node.nodes}
+            node.nodes += [intr.Node(name) for name in self.virtual_children(path)
+                           if name not in have]
+        return node
+
+    def send(self, msg: Message) -> asyncio.Future:
+        future = super().send(msg)
+        if msg.unix_fds and _handed_over.intersection(msg.unix_fds):
+            fds = list(msg.unix_fds)
+            future.add_done_callback(lambda _: _close_handed_over(fds))
+        return future
 
     def _make_method_handler(self, interface: ServiceInterface, method: Any) -> Any:
         handler = super()._make_method_handler(interface, method)
+        if "h" in method.out_signature:
+            handler = _needing_reply(handler, method.name)
         if self.authorizer is None:
             return handler
         action = action_for(interface.name, method.name)
@@ -86,6 +133,19 @@ class PyctrdBus(MessageBus):
 
     def _emit_interface_removed(self, path: str, removed_interfaces: list[str]) -> None:
         pass
+
+
+def _needing_reply(handler: Any, name: str) -> Any:
+    """A method returning a descriptor is pointless without its reply, and the
+    descriptor (and whatever feeds it) would leak: such calls are ignored."""
+
+    def handle(msg: Message, send_reply: Any) -> None:
+        if msg.flags & MessageFlag.NO_REPLY_EXPECTED:
+            log.info("%s called with NO_REPLY_EXPECTED by %s: ignored", name, msg.sender)
+            return
+        handler(msg, send_reply)
+
+    return handle
 
 
 async def connect(bus_type: BusType, address: str | None = None) -> PyctrdBus:

@@ -6,6 +6,7 @@ hear of changes through a RuntimeListener.
 
 import asyncio
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -80,6 +81,7 @@ class Runtime:
         self.listener: RuntimeListener = NullListener()
         self.containers: dict[str, Container] = {}
         self.images: dict[str, Image] = {}
+        self.layer_store = LayerStore(layout.root)
         self._names: dict[str, str] = {}
         self._new_boot = False
         self._boot_id = ""
@@ -97,7 +99,6 @@ class Runtime:
         for record in self.store.images():
             image = Image.from_record(record)
             self.images[image.id] = image
-        self.layer_store = LayerStore(self.layout.root)
         self.layer_store.load((i.layers, i.blobs) for i in self.images.values())
         new_boot = self._note_boot_id()
         for config_record, state_record in self.store.containers():
@@ -115,6 +116,9 @@ class Runtime:
     async def recover(self) -> None:
         """Reconcile every stored container with runc, conmon and the mount table."""
         mounted = mounts.mounted_paths()
+        if self._new_boot:
+            self._wipe_per_boot_state()
+        runtime_ids = set(os.listdir(self.layout.runtime_root))
         limit = asyncio.Semaphore(RECOVERY_PARALLELISM)
 
         async def recover_one(container: Container) -> None:
@@ -125,13 +129,22 @@ class Runtime:
                     log.exception("container %s: recovery failed; it stays %s",
                                   container.name, container.state)
 
-        await asyncio.gather(*(recover_one(c) for c in list(self.containers.values())))
+        await asyncio.gather(*(recover_one(c) for c in list(self.containers.values())
+                               if c.needs_recovery(mounted, runtime_ids)))
         # Only now: a crash during recovery must find the new boot again.
         self.store.set_meta("boot_id", self._boot_id)
         for container in [c for c in self.containers.values() if c.removed]:
             # A Remove cut short by a crash, now finished.
             del self.containers[container.id]
             self._names.pop(container.name, None)
+
+    def _wipe_per_boot_state(self) -> None:
+        # The last boot's runc state, bundles and exit files describe processes
+        # that are gone; runc must not act on PIDs recycled since.
+        for directory in (self.layout.runtime_root, self.layout.run_root / "containers",
+                          self.layout.exits):
+            shutil.rmtree(directory, ignore_errors=True)
+        self.layout.create_dirs()
 
     # listener plumbing (containers report to the runtime, which fans out)
 
