@@ -9,9 +9,11 @@ VENV := .venv
 # (systemd for busctl, libglib2.0-bin for gdbus). python3-venv and python3-dev
 # are added by `deps` only when $(PYTHON) lacks venv/ensurepip or Python.h
 # (dbus-python, needed by python-dbusmock, builds from source).
+# python3-pip/-setuptools/-wheel: `make install` builds and installs offline
+# with Debian's python3 (tests/test_install.py runs it).
 APT_PACKAGES := dbus runc crun conmon busybox-static polkitd systemd \
 	libdbus-1-dev libglib2.0-dev libglib2.0-bin pkg-config gcc tar zstd iproute2 \
-	skopeo umoci
+	skopeo umoci python3-pip python3-setuptools python3-wheel
 
 HAS_PYTHON_H := import os, sysconfig; \
 	raise SystemExit(not os.path.isfile(sysconfig.get_paths()["include"] + "/Python.h"))
@@ -61,3 +63,76 @@ lint: venv
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# --------------------------------------------------------------------------
+# make install / make uninstall [DESTDIR=/tmp/stage] [PREFIX=/usr/local|/usr]
+#
+# The Python package goes where $(INSTALL_PYTHON) looks for PREFIX's packages,
+# and its scripts to $(PREFIX)/bin (packaging/python-package; no network, no
+# dependencies: install dbus-fast>=5.2 and pyxdg for that interpreter).
+# Files whose directory the system fixes, whatever PREFIX: the bus policy
+# (dbus-daemon reads /usr/share/dbus-1/system.d and /etc/dbus-1/system.d), the
+# polkit actions (polkitd reads /usr/share/polkit-1/actions) and the config
+# (the daemon reads /etc/pyctrd/pyctrd.toml). Everything else follows PREFIX:
+# dbus-daemon, systemd and systemd-tmpfiles search both /usr and /usr/local
+# (share/dbus-1/system-services, lib/systemd/{system,user}, lib/tmpfiles.d).
+PREFIX ?= /usr/local
+DESTDIR ?=
+INSTALL_PYTHON ?= /usr/bin/python3
+BINDIR := $(PREFIX)/bin
+DOCDIR := $(PREFIX)/share/doc/pyctrd
+DBUS_POLICY_DIR := /usr/share/dbus-1/system.d
+DBUS_SERVICE_DIR := $(PREFIX)/share/dbus-1/system-services
+DBUS_INTERFACE_DIR := $(PREFIX)/share/dbus-1/interfaces
+POLKIT_ACTION_DIR := /usr/share/polkit-1/actions
+SYSTEMD_SYSTEM_DIR := $(PREFIX)/lib/systemd/system
+SYSTEMD_USER_DIR := $(PREFIX)/lib/systemd/user
+TMPFILES_DIR := $(PREFIX)/lib/tmpfiles.d
+CONFIG_DIR := /etc/pyctrd
+INTERFACES := org.pyctrd1.Manager.xml org.pyctrd1.Container.xml org.pyctrd1.Image.xml
+SUBST := sed -e 's|@bindir@|$(BINDIR)|g' -e 's|@docdir@|$(DOCDIR)|g'
+
+.PHONY: install uninstall
+
+install:
+	$(INSTALL_PYTHON) packaging/python-package install "$(DESTDIR)" "$(PREFIX)" .
+	install -D -m 0644 dbus/org.pyctrd1.conf "$(DESTDIR)$(DBUS_POLICY_DIR)/org.pyctrd1.conf"
+	install -d "$(DESTDIR)$(DBUS_SERVICE_DIR)" "$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)" \
+		"$(DESTDIR)$(SYSTEMD_USER_DIR)"
+	$(SUBST) dbus/org.pyctrd1.service.in > "$(DESTDIR)$(DBUS_SERVICE_DIR)/org.pyctrd1.service"
+	$(SUBST) packaging/pyctrd.service.in > "$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/pyctrd.service"
+	$(SUBST) packaging/pyctrd-user.service.in > "$(DESTDIR)$(SYSTEMD_USER_DIR)/pyctrd.service"
+	chmod 0644 "$(DESTDIR)$(DBUS_SERVICE_DIR)/org.pyctrd1.service" \
+		"$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/pyctrd.service" \
+		"$(DESTDIR)$(SYSTEMD_USER_DIR)/pyctrd.service"
+	install -d "$(DESTDIR)$(DBUS_INTERFACE_DIR)"
+	install -m 0644 $(addprefix dbus/,$(INTERFACES)) "$(DESTDIR)$(DBUS_INTERFACE_DIR)/"
+	install -D -m 0644 policy/org.pyctrd1.policy "$(DESTDIR)$(POLKIT_ACTION_DIR)/org.pyctrd1.policy"
+	install -D -m 0644 policy/50-pyctrd.rules.example "$(DESTDIR)$(DOCDIR)/50-pyctrd.rules.example"
+	install -m 0644 README.md "$(DESTDIR)$(DOCDIR)/README.md"
+	install -D -m 0644 packaging/pyctrd.conf "$(DESTDIR)$(TMPFILES_DIR)/pyctrd.conf"
+	@# An admin's edited config is never overwritten.
+	@if [ -e "$(DESTDIR)$(CONFIG_DIR)/pyctrd.toml" ]; then \
+		echo "install: keeping the existing $(DESTDIR)$(CONFIG_DIR)/pyctrd.toml"; \
+	else \
+		install -D -m 0644 etc/pyctrd.toml "$(DESTDIR)$(CONFIG_DIR)/pyctrd.toml"; \
+	fi
+
+uninstall:
+	$(INSTALL_PYTHON) packaging/python-package uninstall "$(DESTDIR)" "$(PREFIX)"
+	rm -f "$(DESTDIR)$(DBUS_POLICY_DIR)/org.pyctrd1.conf" \
+		"$(DESTDIR)$(DBUS_SERVICE_DIR)/org.pyctrd1.service" \
+		$(addprefix "$(DESTDIR)$(DBUS_INTERFACE_DIR)/,$(addsuffix ",$(INTERFACES))) \
+		"$(DESTDIR)$(POLKIT_ACTION_DIR)/org.pyctrd1.policy" \
+		"$(DESTDIR)$(DOCDIR)/50-pyctrd.rules.example" "$(DESTDIR)$(DOCDIR)/README.md" \
+		"$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/pyctrd.service" \
+		"$(DESTDIR)$(SYSTEMD_USER_DIR)/pyctrd.service" \
+		"$(DESTDIR)$(TMPFILES_DIR)/pyctrd.conf"
+	-rmdir "$(DESTDIR)$(DOCDIR)" 2>/dev/null
+	@# The config goes only if unchanged; an edited one is the admin's.
+	@if cmp -s etc/pyctrd.toml "$(DESTDIR)$(CONFIG_DIR)/pyctrd.toml"; then \
+		rm -f "$(DESTDIR)$(CONFIG_DIR)/pyctrd.toml"; \
+		rmdir "$(DESTDIR)$(CONFIG_DIR)" 2>/dev/null || true; \
+	elif [ -e "$(DESTDIR)$(CONFIG_DIR)/pyctrd.toml" ]; then \
+		echo "uninstall: keeping $(DESTDIR)$(CONFIG_DIR)/pyctrd.toml (changed since install)"; \
+	fi
