@@ -1,15 +1,19 @@
 """org.pyctrd1.Container: a thin adapter from D-Bus calls to a core Container."""
 
+import json
 import os
 from typing import TYPE_CHECKING
 
 from dbus_fast.service import ServiceInterface, method
 
+from pyctrd.bus.connection import hand_over
 from pyctrd.bus.errors import translate_errors
 from pyctrd.bus.names import CONTAINER_IFACE
 from pyctrd.bus.props import CONTAINER_PROPERTIES, add_readonly_properties, name_out_args
+from pyctrd.core import stdio
 from pyctrd.core.container import Container
 from pyctrd.core.signals import parse_signal
+from pyctrd.errors import NoSuchContainer
 
 if TYPE_CHECKING:
     from pyctrd.core.runtime import Runtime
@@ -79,6 +83,32 @@ class ContainerInterface(ServiceInterface):
     async def Remove(self, force: "b") -> None:
         await self._runtime.remove_container(self.container, force)
 
+    @method()
+    @translate_errors
+    async def Inspect(self) -> "s":
+        if self.container.removed:
+            raise NoSuchContainer(f"container {self.container.name} has been removed")
+        return json.dumps(self.container.inspect())
+
+    # The descriptors below are handed over: closed here once the reply is sent.
+
+    @method()
+    @translate_errors
+    async def OpenLog(self, follow: "b") -> "h":
+        return hand_over(stdio.open_log(self.container, follow))
+
+    @method()
+    @translate_errors
+    async def Attach(self, detach_keys: "s") -> "h":
+        sock = await stdio.attach(self.container, detach_keys)
+        return hand_over(sock.detach())
+
+    @method()
+    @translate_errors
+    async def ResizeTerminal(self, rows: "q", cols: "q") -> None:
+        stdio.resize_terminal(self.container, rows, cols)
+
 
 add_readonly_properties(ContainerInterface, CONTAINER_PROPERTIES, lambda iface: iface.container)
-name_out_args(ContainerInterface, {"Mount": ["mountpoint"], "Wait": ["exit_code"]})
+name_out_args(ContainerInterface, {"Mount": ["mountpoint"], "Wait": ["exit_code"],
+                                   "Inspect": ["json"], "OpenLog": ["fd"], "Attach": ["fd"]})

@@ -1,0 +1,106 @@
+"""A container's stdio for front ends: its log as a pipe, attach sockets, terminal size.
+
+Each function returns at once; the streaming runs in tasks of the event loop
+that end with the container, the reader or the client.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from pyctrd.core.container import Container
+from pyctrd.core.logs import stream_log
+from pyctrd.core.state import ACTIVE, State
+from pyctrd.errors import InvalidArgument, InvalidState, NoSuchContainer
+from pyctrd.oci import attach as oci_attach
+
+log = logging.getLogger(__name__)
+
+# Streams and relays run detached from the call that began them; hold them here.
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _spawn(coro: Coroutine[Any, Any, Any], what: str) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _tasks.add(task)
+
+    def done(task: asyncio.Task[Any]) -> None:
+        _tasks.discard(task)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            log.error("%s failed", what, exc_info=err)
+
+    task.add_done_callback(done)
+
+
+def _require(container: Container, operation: str, allowed: frozenset[State]) -> None:
+    """InvalidState unless the container is in ``allowed``, worded as the core's checks."""
+    if container.removed:
+        raise NoSuchContainer(f"container {container.name} has been removed")
+    if container.state not in allowed:
+        needed = ", ".join(sorted(allowed))
+        raise InvalidState(
+            f"cannot {operation} container {container.name}: it is {container.state}; "
+            f"{operation} needs a container that is {needed}")
+
+
+def _bundle(container: Container) -> Path:
+    # The core keeps the bundle (conmon's ctl FIFO and attach socket) in its
+    # layout; it has no public accessor for it yet.
+    return container._env.layout.bundle(container.id)
+
+
+async def _exited(container: Container) -> None:
+    with contextlib.suppress(NoSuchContainer):  # removed: nothing more will be written
+        await container.wait()
+
+
+def open_log(container: Container, follow: bool) -> int:
+    """The read end of a pipe carrying the container's log as records.
+
+    With ``follow`` and a container that may still write (created, running,
+    paused, unknown), the pipe carries new output until the container exits.
+    The caller owns the returned descriptor.
+    """
+    if container.removed:
+        raise NoSuchContainer(f"container {container.name} has been removed")
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    may_write = container.state not in (State.CONFIGURED, State.EXITED)
+    until = _exited(container) if follow and may_write else None
+    _spawn(stream_log(container.log_path, write_end, until), f"log of {container.name}")
+    return read_end
+
+
+async def attach(container: Container, detach_keys: str) -> socket.socket:
+    """A socket joined to the running container's stdio; the caller owns it.
+
+    Typing ``detach_keys`` (podman's syntax, "" for ctrl-p,ctrl-q) or closing
+    the socket detaches; the container keeps running.
+    """
+    keys = oci_attach.parse_detach_keys(detach_keys)
+    _require(container, "Attach", frozenset({State.RUNNING}))
+    conmon = await oci_attach.connect(_bundle(container))
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    _spawn(_relay(container.name, conmon, ours, keys), f"attach to {container.name}")
+    return theirs
+
+
+async def _relay(name: str, conmon: socket.socket, client: socket.socket, keys: bytes) -> None:
+    why = await oci_attach.relay(conmon, client, keys)
+    log.debug("attach to %s ended: %s", name, why)
+
+
+def resize_terminal(container: Container, rows: int, cols: int) -> None:
+    """Set the size of the container's terminal (created with the ``terminal`` option)."""
+    if not container.config.terminal:
+        raise InvalidArgument(f"container {container.name} has no terminal (it was created "
+                              "without the terminal option); there is nothing to resize")
+    if rows == 0 or cols == 0:
+        raise InvalidArgument(f"a terminal of {rows} rows and {cols} columns is no terminal; "
+                              "give both at least 1")
+    _require(container, "ResizeTerminal", ACTIVE)
+    oci_attach.resize_terminal(_bundle(container), rows, cols)
