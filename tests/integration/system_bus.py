@@ -108,7 +108,7 @@ async def wait_for_owner(address: str, name: str, pid: int, timeout: float) -> s
 class SystemBus:
     """dbus-daemon with Debian's system bus configuration, on a socket of ours."""
 
-    def __init__(self, directory: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.socket = directory / "system_bus_socket"
         self.policy_dir = directory / "system.d"
@@ -121,17 +121,18 @@ class SystemBus:
         shutil.copy(POLKIT_BUS_POLICY, self.policy_dir)
         self.config = directory / "system.conf"
         self.config.write_text(self._config_text())
-        # dbus-daemon prints its address on fd 3 once it listens; activated
-        # services inherit its environment (env) and its stdout/stderr (the log).
+        # dbus-daemon prints its address on a pipe once it listens. Services it
+        # activates inherit its environment (so DBUS_SYSTEM_BUS_ADDRESS leads
+        # them back here), its working directory and its stdout/stderr (the log).
         read_end, write_end = os.pipe()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 ["dbus-daemon", f"--config-file={self.config}", "--nofork",
                  f"--print-address={write_end}"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                pass_fds=[write_end], start_new_session=True,
+                pass_fds=[write_end], start_new_session=True, cwd=directory,
                 env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-                     "LANG": "C.UTF-8", **(env or {})})
+                     "LANG": "C.UTF-8", "DBUS_SYSTEM_BUS_ADDRESS": self.address})
         os.close(write_end)
         with os.fdopen(read_end) as r:
             printed = r.readline().strip()
