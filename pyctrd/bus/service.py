@@ -69,7 +69,7 @@ class BusService:
             self._export_image(image)
         self.bus.virtual_children = self._virtual_children
         self.bus.add_message_handler(self._on_method_call)
-        self.runtime.listener = self
+        self.runtime.listener.add(self)
         reply = await self.bus.request_name(BUS_NAME)
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
             raise NameTaken(f"{BUS_NAME} is already owned on this bus; is pyctrd running?")

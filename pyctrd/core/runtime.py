@@ -51,24 +51,45 @@ class RuntimeListener(Protocol):
     def image_changed(self, image: Image, names: list[str]) -> None: ...
 
 
-class NullListener:
+class Listeners:
+    """Fans each event out to every front end (D-Bus, Varlink), in the order added.
+
+    A failing listener is logged and must not keep the others from hearing.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: list[RuntimeListener] = []
+
+    def add(self, listener: RuntimeListener) -> None:
+        self._listeners.append(listener)
+
+    def remove(self, listener: RuntimeListener) -> None:
+        self._listeners.remove(listener)
+
+    def _each(self, event: str, *args: Any) -> None:
+        for listener in list(self._listeners):
+            try:
+                getattr(listener, event)(*args)
+            except Exception:
+                log.exception("a listener failed on %s", event)
+
     def container_added(self, container: Container) -> None:
-        pass
+        self._each("container_added", container)
 
     def container_removed(self, container: Container) -> None:
-        pass
+        self._each("container_removed", container)
 
     def container_changed(self, container: Container, changes: dict[str, Any]) -> None:
-        pass
+        self._each("container_changed", container, changes)
 
     def image_added(self, image: Image) -> None:
-        pass
+        self._each("image_added", image)
 
     def image_removed(self, image: Image) -> None:
-        pass
+        self._each("image_removed", image)
 
     def image_changed(self, image: Image, names: list[str]) -> None:
-        pass
+        self._each("image_changed", image, names)
 
 
 class Runtime:
@@ -78,7 +99,7 @@ class Runtime:
         self.layout = layout
         self.oci = oci
         self.store = Store(layout.database)
-        self.listener: RuntimeListener = NullListener()
+        self.listener = Listeners()
         self.containers: dict[str, Container] = {}
         self.images: dict[str, Image] = {}
         self.layer_store = LayerStore(layout.root)
