@@ -239,3 +239,13 @@ async def test_interactive_flag_is_passed_to_polkit(
     flags = [f for _subject, _action, _details, f in polkit.check_calls()]
     assert flags == [1, 0]  # CHECK_AUTHORIZATION_FLAGS_ALLOW_USER_INTERACTION
     assert await root.state(path) == "configured"
+
+
+def test_only_root_may_own_the_name(env: Env) -> None:
+    # dbus/org.pyctrd1.conf, loaded by a bus configured like Debian's system
+    # bus: root's daemon owns org.pyctrd1 (the fixture); nobody may not.
+    _name, (result,) = nobody(env, {
+        "destination": "org.freedesktop.DBus", "path": "/org/freedesktop/DBus",
+        "interface": "org.freedesktop.DBus", "member": "RequestName", "signature": "su",
+        "body": ["org.pyctrd1", 0]})
+    assert error_of(result) == ACCESS_DENIED, result
