@@ -19,13 +19,15 @@ capped) is in memory per stream, however slowly the reader reads.
 """
 
 import asyncio
-import contextlib
+import logging
 import os
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 from pyctrd.core.dirwatch import DirWatch
+
+log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
 RECORD_MAX = 1 << 20  # a longer record is cut here, so that memory stays bounded
@@ -192,18 +194,22 @@ async def stream_log(path: Path, out_fd: int, until: Awaitable[Any] | None = Non
     reader goes away.
     """
     out = PipeWriter(out_fd)
-    log = LogFile(path)
+    log_file = LogFile(path)
     converter = LogConverter()
     ended = asyncio.ensure_future(until) if until is not None else None
     watch: DirWatch | None = None
     try:
         if ended is not None:
             # Watch before the first read, so that no write can slip between the two.
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 watch = DirWatch(path.parent)
+            except FileNotFoundError:
+                pass  # no container directory: nothing will ever be written there
+            except OSError as err:  # e.g. ENOSPC: out of inotify watches
+                log.warning("cannot follow %s (%s); sending what it holds", path, err)
         while True:
             last = ended is None or ended.done() or watch is None
-            await _copy(log, converter, out)
+            await _copy(log_file, converter, out)
             if last:
                 break
             assert watch is not None and ended is not None
@@ -218,17 +224,17 @@ async def stream_log(path: Path, out_fd: int, until: Awaitable[Any] | None = Non
             ended.cancel()
         if watch is not None:
             watch.close()
-        log.close()
+        log_file.close()
         out.close()
 
 
-async def _copy(log: LogFile, converter: LogConverter, out: PipeWriter) -> None:
+async def _copy(log_file: LogFile, converter: LogConverter, out: PipeWriter) -> None:
     """Convert and write what the log holds beyond what was read."""
     while True:
-        chunk = await asyncio.to_thread(log.read)
+        chunk = await asyncio.to_thread(log_file.read)
         if chunk:
             await out.write(converter.feed(chunk))
-        elif log.restarted():
+        elif log_file.restarted():
             converter.new_file()
         else:
             return
