@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -297,6 +298,22 @@ def call_as(user: str | int, address: str, calls: list[dict[str, Any]],
     if out.returncode != 0:
         raise AssertionError(f"bus_call.py as {user} failed ({out.returncode}):\n{out.stderr}")
     return dict(json.loads(out.stdout))
+
+
+@functools.cache
+def venv_usable_by_others() -> str:
+    """Why another user cannot run this checkout's venv python; "" if it can.
+
+    The non-root callers and the mock polkitd (as the polkitd user) run it.
+    """
+    out = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         str(PYCTRD.with_name("python")), "-c", "import dbus_fast, dbusmock"],
+        capture_output=True, text=True, timeout=60, cwd="/", env={"PATH": "/usr/bin:/bin"})
+    if out.returncode == 0:
+        return ""
+    return (f"user 65534 cannot run {PYCTRD.with_name('python')} (the checkout and its "
+            f".venv must be readable by other users): {out.stderr.strip()[-300:]}")
 
 
 def stop_pid(pid: int, timeout: float = 30.0) -> None:

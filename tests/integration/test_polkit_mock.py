@@ -23,6 +23,7 @@ from integration.system_bus import (
     SystemBus,
     SystemDaemon,
     call_as,
+    venv_usable_by_others,
     world_traversable_dir,
 )
 
@@ -46,6 +47,8 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    if reason := venv_usable_by_others():
+        pytest.skip(reason)
     directory = world_traversable_dir("pyctrd-polkit-mock-")
     bus = SystemBus(directory)
     polkit = Polkitd(bus, mock=True)

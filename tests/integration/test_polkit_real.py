@@ -28,6 +28,7 @@ from integration.system_bus import (
     SystemBus,
     SystemDaemon,
     call_as,
+    venv_usable_by_others,
     world_traversable_dir,
 )
 
@@ -109,6 +110,8 @@ polkit.addRule(function(action, subject) {{
 def env(accounts: tuple[str, str, str], polkit_files: str, busybox_tar: Path,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     _group, member, outsider = accounts
+    if reason := venv_usable_by_others():
+        pytest.skip(reason)
     directory = world_traversable_dir("pyctrd-polkit-real-")
     bus = SystemBus(directory)
     polkit = Polkitd(bus, mock=False)
