@@ -103,6 +103,9 @@ class ContainerInterface(ServiceInterface):
         sock = await stdio.attach(self.container, detach_keys)
         return hand_over(sock.detach())
 
+    # Beyond API.md (issue 3). A container without a terminal can never have one
+    # resized, whatever its state: InvalidArgument. One with a terminal whose
+    # conmon is not alive (configured, exited): InvalidState.
     @method()
     @translate_errors
     async def ResizeTerminal(self, rows: "q", cols: "q") -> None:

@@ -4,9 +4,11 @@ import asyncio
 import socket
 
 import pytest
-from conftest import ERROR, Client
+from conftest import BUS_NAME, CONTAINER, ERROR, Client
+from dbus_fast import Message, MessageFlag
 
 from integration.fdcall import call_for_fd
+from integration.test_logs import daemon_fds, until_fds_back
 
 CTRL_P_CTRL_Q = b"\x10\x11"
 
@@ -238,3 +240,24 @@ async def test_resize_to_nothing_is_refused(bus):
     path = await shell(bus)
     err = await bus.fails(bus.ctr(path, "ResizeTerminal", "qq", [0, 80]))
     assert err.type == ERROR + "InvalidArgument"
+
+
+async def test_no_descriptor_leaks(bus, daemon):
+    path = await shell(bus)
+    await bus.ctr(path, "Inspect")  # the object is exported, its first-call costs paid
+    baseline = daemon_fds(daemon.pid)
+    for _ in range(5):
+        tty = await Attached.open(bus, path)
+        await tty.send(CTRL_P_CTRL_Q)
+        await tty.eof()
+        tty.close()
+    closed = await Attached.open(bus, path)
+    closed.close()
+    # A call that wants no reply would leave its descriptor with nobody: refused.
+    for member, signature, body in (("Attach", "s", [""]), ("OpenLog", "b", [True])):
+        await bus.bus.send(Message(destination=BUS_NAME, path=path, interface=CONTAINER,
+                                   member=member, signature=signature, body=body,
+                                   flags=MessageFlag.NO_REPLY_EXPECTED))
+    await bus.ctr(path, "Inspect")  # handled after those
+    await until_fds_back(daemon.pid, baseline)
+    assert await bus.state(path) == "running"
