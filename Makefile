@@ -53,7 +53,7 @@ test: deps venv
 	$(VENV)/bin/pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check pyctrd tests scripts/make-busybox-rootfs
+	$(VENV)/bin/ruff check pyctrd tests scripts/make-busybox-rootfs packaging/python-package
 	@if command -v shellcheck >/dev/null; then \
 		shellcheck .ci/run scripts/system-bus scripts/run-daemon; \
 	else \
