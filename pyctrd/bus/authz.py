@@ -97,21 +97,36 @@ class Authorizer:
         self._polkit = polkit
         self._uids: dict[str, int] = {}  # unique names are never reused on a bus
         self._tasks: set[asyncio.Task[None]] = set()
+        self._last: dict[str, asyncio.Task[None]] = {}  # each sender's latest guarded call
 
     def guard(self, handler: Handler, interface: ServiceInterface, member: str,
               action: str) -> Handler:
-        """A method handler that runs ``handler`` only once the caller is authorized."""
+        """A method handler that runs ``handler`` only once the caller is authorized.
+
+        Calls of one sender are dispatched in the order they came, even when
+        polkit answers them out of order (Start then Stop must not swap).
+        """
 
         def guarded(msg: Message, send_reply: Any) -> None:
+            sender = msg.sender or ""
+            previous = self._last.get(sender)
             task = asyncio.ensure_future(self._run(handler, interface, member, action, msg,
-                                                   send_reply))
+                                                   send_reply, previous))
+            self._last[sender] = task
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+
+            def done(finished: asyncio.Task[None]) -> None:
+                self._tasks.discard(finished)
+                if self._last.get(sender) is finished:
+                    del self._last[sender]
+
+            task.add_done_callback(done)
 
         return guarded
 
     async def _run(self, handler: Handler, interface: ServiceInterface, member: str,
-                   action: str, msg: Message, send_reply: Any) -> None:
+                   action: str, msg: Message, send_reply: Any,
+                   previous: asyncio.Task[None] | None) -> None:
         try:
             await self.authorize(msg, action, details_for(interface, member, msg))
         except DBusError as err:
@@ -121,6 +136,8 @@ class Authorizer:
             if not msg.flags & MessageFlag.NO_REPLY_EXPECTED:
                 send_reply(Message.new_error(msg, err.type, err.text))
             return
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
         handler(msg, send_reply)
 
     async def authorize(self, msg: Message, action: str, details: dict[str, str]) -> None:
