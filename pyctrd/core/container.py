@@ -183,6 +183,8 @@ class Container:
             self._check("Pause")
             await self._on_live_process("Pause", self._env.oci.pause(self.id))
             checkpoint("pause:paused")
+            # An exit recorded during the call stands: exited is not paused.
+            self._check("Pause")
             self._update(state=State.PAUSED)
 
     async def unpause(self) -> None:
@@ -190,7 +192,7 @@ class Container:
             self._check("Unpause")
             await self._on_live_process("Unpause", self._env.oci.resume(self.id))
             checkpoint("unpause:resumed")
-            self._update(state=State.RUNNING)
+            self._resumed()
 
     async def mount(self) -> str:
         async with self.lock:
@@ -222,7 +224,12 @@ class Container:
                 raise NoSuchContainer(f"container {self.name} was removed before it exited")
             waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             self._exit_waiters.append(waiter)
-            await waiter
+            try:
+                await waiter
+            finally:
+                # a cancelled waiter (a caller gone) must not pile up until the exit
+                with contextlib.suppress(ValueError):
+                    self._exit_waiters.remove(waiter)
         return self.status.exit_code
 
     async def remove(self, force: bool) -> None:
@@ -540,7 +547,7 @@ class Container:
         oci = self._env.oci
         if self.state == State.PAUSED:
             await oci.resume(self.id)
-            self._update(state=State.RUNNING)
+            self._resumed()
         if timeout > 0:
             try:
                 await oci.kill(self.id, self.config.stop_signal)
@@ -559,6 +566,12 @@ class Container:
             if self.state in ACTIVE and not await self._wait_exit(KILL_GRACE):
                 raise RuntimeFailed(f"container {self.name} did not exit after SIGKILL")
         await self._cleanup_if_needed()
+
+    def _resumed(self) -> None:
+        # Thawed, it may exit at once (a signal sent while frozen), and that exit may be
+        # recorded before runc resume returns: it must not be overwritten with "running".
+        if self.state == State.PAUSED:
+            self._update(state=State.RUNNING)
 
     async def _on_live_process(self, operation: str, call: Awaitable[None]) -> None:
         """A runtime call that needs the process alive: if it died just before (conmon has

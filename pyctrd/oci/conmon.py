@@ -79,7 +79,9 @@ class Conmon:
         if req.terminal:
             argv.append("-t")
         if req.stdin:
-            argv.append("-i")
+            # Without it conmon closes the container's stdin when the first attach
+            # client goes away, and nothing typed after a re-attach arrives.
+            argv += ["-i", "--leave-stdin-open"]
         if req.log_size_max > 0:
             argv += ["--log-size-max", str(req.log_size_max)]
         return argv

@@ -12,13 +12,6 @@ from integration.test_logs import daemon_fds, until_fds_back
 
 CTRL_P_CTRL_Q = b"\x10\x11"
 
-# conmon closes the container's stdin when an attach connection closes, unless
-# launched with --leave-stdin-open (pyctrd/oci/conmon.py does not pass it yet):
-# after a detach the container runs on, but nothing typed reaches it again.
-STDIN_CLOSED_ON_DETACH = pytest.mark.xfail(
-    strict=True, reason="needs conmon --leave-stdin-open (pyctrd/oci/conmon.py)")
-
-
 class Attached:
     """The client end of an Attach, read and written without blocking the loop."""
 
@@ -138,10 +131,7 @@ async def test_closing_the_socket_leaves_it_running(bus):
     assert await bus.state(path) == "running"
 
 
-@pytest.mark.parametrize("kind", [
-    pytest.param("terminal", marks=STDIN_CLOSED_ON_DETACH),
-    pytest.param("plain", marks=STDIN_CLOSED_ON_DETACH),
-])
+@pytest.mark.parametrize("kind", ["terminal", "plain"])
 async def test_attach_again_after_detaching(bus, kind):
     path = await (shell(bus) if kind == "terminal" else bus.run(["cat"], stdin=True))
     first = await Attached.open(bus, path)
