@@ -592,7 +592,8 @@ class Container:
                 return False
             if (runtime_state or {}).get("status") not in (None, "stopped"):
                 return False
-            await self._wait_exit(KILL_GRACE)
+            if self.state in ACTIVE:  # the report may have come while runc answered
+                await self._wait_exit(KILL_GRACE)
         return self.state not in ACTIVE
 
     async def _wait_exit(self, timeout: float) -> bool:
@@ -603,6 +604,9 @@ class Container:
             await asyncio.wait_for(asyncio.shield(waiter), timeout)
             return True
         except TimeoutError:
+            # else removal sets an exception on it that nobody retrieves (logged as an error)
+            with contextlib.suppress(ValueError):  # unless an exit or removal took it
+                self._exit_waiters.remove(waiter)
             return False
 
     def _mount_storage(self) -> str:
