@@ -50,21 +50,35 @@ class PrivateBus:
 
 
 class Daemon:
-    def __init__(self, work: Path, address: str) -> None:
+    def __init__(self, work: Path, address: str, extra_args: list[str] | None = None,
+                 log_level: str = "warning", stderr: int | None = None) -> None:
         self.work = work
         self.address = address
+        self.extra_args = extra_args or []
+        self.log_level = log_level
+        self.stderr = stderr
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> float:
         """Start pyctrd; seconds from exec until it owns its name."""
-        env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": self.address}
         t0 = time.perf_counter()
+        self._spawn()
+        asyncio.run(self._wait_for_name())
+        return time.perf_counter() - t0
+
+    async def start_async(self) -> float:
+        """start() for callers already inside an event loop."""
+        t0 = time.perf_counter()
+        self._spawn()
+        await self._wait_for_name()
+        return time.perf_counter() - t0
+
+    def _spawn(self) -> None:
+        env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": self.address}
         self.proc = subprocess.Popen(
             [str(REPO / ".venv/bin/pyctrd"), "--bus", "session", "--root",
              str(self.work / "root"), "--run-root", str(self.work / "run"),
-             "--log-level", "warning"], env=env)
-        asyncio.run(self._wait_for_name())
-        return time.perf_counter() - t0
+             "--log-level", self.log_level, *self.extra_args], env=env, stderr=self.stderr)
 
     async def _wait_for_name(self) -> None:
         bus = await MessageBus(bus_address=self.address).connect()
@@ -145,3 +159,57 @@ class RawClient:
             rest = self._exactly((fields_len + 7) // 8 * 8 + body_len)
             if fixed[1] in (2, 3):  # a method return or error (signals may come first)
                 return 16 + len(rest)
+
+
+def tool_version(tool: str) -> str:
+    """First line of `tool --version`, or "absent"."""
+    try:
+        out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "absent"
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[0] if lines else "unknown"
+
+
+def machine() -> str:
+    """Host, CPU, kernel, Debian release, runtimes; and the load when the run began."""
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    debian = Path("/etc/debian_version").read_text().strip() if Path(
+        "/etc/debian_version").exists() else "?"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    versions = "; ".join(f"{t}: {tool_version(t)}" for t in ("runc", "crun", "conmon", "podman"))
+    return (f"{os.uname().nodename}, {os.cpu_count()} cores ({cpu}), kernel "
+            f"{os.uname().release}, Debian {debian}, Python {sys.version.split()[0]}; "
+            f"{versions}; load average at start {load}")
+
+
+def append_section(output: str | None, title: str, machine_text: str, lines: list[str],
+                   note: str = "") -> None:
+    """Append one run's results to RESULTS.md: title, exact command, machine, table."""
+    if not output:
+        return
+    command = " ".join([".venv/bin/python", *[_rel(a) for a in sys.argv]])
+    text = (f"\n## {title}: {time.strftime('%Y-%m-%d %H:%M')}\n\n"
+            f"Command: `{command}`\n\nMachine: {machine_text}\n\n")
+    if note:
+        text += f"Note: {note}\n\n"
+    text += "\n".join(lines) + "\n"
+    with open(output, "a") as f:
+        f.write(text)
+
+
+def _rel(arg: str) -> str:
+    path = Path(arg)
+    if path.is_absolute() and path.is_relative_to(REPO):
+        return str(path.relative_to(REPO))
+    return arg
+
+
+def median_ms(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values) * 1000

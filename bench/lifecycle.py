@@ -1,147 +1,245 @@
 #!/usr/bin/env python3
-"""One container lifecycle through pyctrd's bus API beside a raw `runc run`.
+"""One container lifecycle of /bin/true: pyctrd beside conmon+runtime, raw runtime, podman.
 
-Starts a private bus and a pyctrd on it, imports the busybox image, then
-times create+start+wait+remove of `/bin/true` from one long-lived client,
-and `runc run` of an equivalent bundle on the same rootfs. Prints medians
-and the ratio; `--output FILE` appends a Markdown row.
+For each runtime (runc, then crun), side by side in one run, interleaved
+round-robin so that a busy machine slows every column alike:
 
-    .venv/bin/python bench/lifecycle.py [-n 50]
+- pyctrd: CreateContainer+Start+Wait+Remove over the bus from one long-lived
+  client (the daemon started with `--runtime`);
+- conmon+runtime: the same cycle without a daemon (bench/baseline.py), on a
+  plain extracted rootfs (pyctrd mounts an overlay and a /dev/shm per container);
+- `runtime run` of the same bundle;
+- `podman run --rm --network none` of the same busybox image (`podman import`),
+  with a private config (bench/podman.py); skipped when podman is missing.
+
+Ratios are against the conmon+runtime cycle (target: pyctrd ≤ 1.3x). crun
+1.8.1 refuses hosts with hybrid cgroups; when it does, the crun set is rerun
+in a private mount namespace with /sys/fs/cgroup/unified unmounted and
+labelled so (--no-crun-unshare to skip that).
+
+    .venv/bin/python bench/lifecycle.py [-n 30] [--runtimes runc,crun] [--with-podman]
+        [--output bench/RESULTS.md] [--note TEXT]
 """
 
 import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from dbus_fast import Message, MessageType
-from dbus_fast.aio import MessageBus
-
-REPO = Path(__file__).resolve().parent.parent
-RESULTS_HEADER = (
-    "# Lifecycle: pyctrd beside raw runc\n\n"
-    "`.venv/bin/python bench/lifecycle.py -n N --output bench/RESULTS.md`: one\n"
-    "create+start+wait+remove of `/bin/true` over the bus from one client, beside\n"
-    "`runc run` of the same bundle. Medians over N runs.\n\n"
-    "| date | machine | N | pyctrd | runc run | ratio |\n"
-    "|---|---|---|---|---|---|\n"
+from baseline import Bench
+from common import (
+    CONTAINER,
+    MANAGER,
+    MANAGER_PATH,
+    Daemon,
+    PrivateBus,
+    append_section,
+    call,
+    machine,
+    make_busybox,
+    median_ms,
 )
-BUS = "org.pyctrd1"
+from dbus_fast.aio import MessageBus
+from podman import PrivatePodman, missing_note, podman_available
+
+WARMUP = 3
+COLUMNS = ("pyctrd", "conmon", "run", "podman")
+UNSHARED = "in a private mount namespace with /sys/fs/cgroup/unified unmounted"
 
 
-async def call(bus: MessageBus, path: str, iface: str, member: str, sig: str = "",
-               body: list | None = None, fds: list[int] | None = None) -> list:
-    reply = await bus.call(Message(destination=BUS, path=path, interface=iface, member=member,
-                                   signature=sig, body=body or [], unix_fds=fds or []))
-    if reply.message_type is MessageType.ERROR:
-        raise RuntimeError(f"{member}: {reply.error_name}: {reply.body}")
-    return list(reply.body)
+def column_title(col: str, runtime: str) -> str:
+    return {"pyctrd": "pyctrd", "conmon": f"conmon+{runtime}", "run": f"{runtime} run",
+            "podman": "podman run --rm"}[col]
 
 
-async def wait_for_name(bus: MessageBus) -> None:
-    for _ in range(200):
-        (has,) = await call_dbus(bus, "NameHasOwner", "s", [BUS])
-        if has:
-            return
-        await asyncio.sleep(0.05)
-    raise RuntimeError("pyctrd did not come up")
+class PyctrdClient:
+    def __init__(self, bus: MessageBus) -> None:
+        self.bus = bus
+        self.phases: dict[str, list[float]] = {}
+
+    async def cycle(self) -> float:
+        marks = [time.perf_counter()]
+        (path,) = await call(self.bus, MANAGER_PATH, MANAGER, "CreateContainer", "sasa{sv}",
+                             ["busybox", ["/bin/true"], {}])
+        marks.append(time.perf_counter())
+        try:
+            await call(self.bus, path, CONTAINER, "Start")
+            marks.append(time.perf_counter())
+            (code,) = await call(self.bus, path, CONTAINER, "Wait")
+            marks.append(time.perf_counter())
+        except RuntimeError:
+            await call(self.bus, path, CONTAINER, "Remove", "b", [True])
+            raise
+        await call(self.bus, path, CONTAINER, "Remove", "b", [False])
+        marks.append(time.perf_counter())
+        if code != 0:
+            raise RuntimeError(f"/bin/true exited {code}")
+        for name, a, b in zip(("Create", "Start", "Wait", "Remove"), marks, marks[1:],
+                              strict=False):
+            self.phases.setdefault(name, []).append(b - a)
+        return marks[-1] - marks[0]
 
 
-async def call_dbus(bus: MessageBus, member: str, sig: str, body: list) -> list:
-    reply = await bus.call(Message(destination="org.freedesktop.DBus",
-                                   path="/org/freedesktop/DBus",
-                                   interface="org.freedesktop.DBus", member=member,
-                                   signature=sig, body=body))
-    return list(reply.body)
+async def run_set(work: Path, tarball: Path, runtime: str, n: int,
+                  use_podman: bool) -> dict:
+    """All columns for one runtime: {"times": {col: [s]}, "failed": {col: msg}, "phases"}."""
+    runtime_path = shutil.which(runtime) or runtime
+    work = work / runtime
+    work.mkdir()
+    bus_proc = PrivateBus(work)
+    daemon = Daemon(work, bus_proc.address, ["--runtime", runtime_path])
+    podman = PrivatePodman(runtime) if use_podman else None
+    baseline = Bench(work, runtime_path, tarball)
+    failed: dict[str, str] = {}
+    times: dict[str, list[float]] = {}
+    try:
+        await daemon.start_async()
+        bus = await MessageBus(bus_address=bus_proc.address, negotiate_unix_fd=True).connect()
+        fd = os.open(tarball, os.O_RDONLY)
+        await call(bus, MANAGER_PATH, MANAGER, "ImportImage", "hs", [0, "busybox"], [fd])
+        os.close(fd)
+        client = PyctrdClient(bus)
+        conmon_phases: dict[str, list[float]] = {}
+
+        async def sync(fn: Callable[[], float]) -> float:
+            return fn()
+
+        columns: dict[str, Callable[[], Awaitable[float]]] = {
+            "pyctrd": client.cycle,
+            "conmon": lambda: sync(lambda: baseline.conmon_cycle(conmon_phases)),
+            "run": lambda: sync(baseline.runtime_run),
+        }
+        if podman:
+            image = podman.import_image(tarball)
+            columns["podman"] = lambda: sync(lambda: podman.timed(
+                "run", "--rm", "--network", "none", image, "/bin/true"))
+        for i in range(n + WARMUP):
+            if i == WARMUP:  # phases count only the measured runs
+                client.phases.clear()
+                conmon_phases.clear()
+            for col, one in list(columns.items()):
+                try:
+                    elapsed = await one()
+                except (RuntimeError, subprocess.SubprocessError, OSError) as err:
+                    failed[col] = str(err).strip().splitlines()[-1][:300]
+                    del columns[col]  # a runtime that refuses this host refuses every time
+                    print(f"{runtime}: {column_title(col, runtime)} failed: {failed[col]}",
+                          flush=True)
+                    continue
+                if i >= WARMUP:
+                    times.setdefault(col, []).append(elapsed)
+        bus.disconnect()
+        return {"times": times, "failed": failed,
+                "phases": {"pyctrd": client.phases, "conmon": conmon_phases}}
+    finally:
+        daemon.stop()
+        bus_proc.stop()
+        if podman:
+            podman.cleanup()
 
 
-async def bench_pyctrd(address: str, tarball: Path, n: int) -> list[float]:
-    bus = await MessageBus(bus_address=address, negotiate_unix_fd=True).connect()
-    await wait_for_name(bus)
-    fd = os.open(tarball, os.O_RDONLY)
-    await call(bus, "/org/pyctrd1", "org.pyctrd1.Manager", "ImportImage", "hs",
-               [0, "busybox"], [fd])
-    os.close(fd)
-    times = []
-    for _ in range(n + 3):
-        t0 = time.perf_counter()
-        (path,) = await call(bus, "/org/pyctrd1", "org.pyctrd1.Manager", "CreateContainer",
-                             "sasa{sv}", ["busybox", ["/bin/true"], {}])
-        await call(bus, path, "org.pyctrd1.Container", "Start")
-        (code,) = await call(bus, path, "org.pyctrd1.Container", "Wait")
-        await call(bus, path, "org.pyctrd1.Container", "Remove", "b", [False])
-        times.append(time.perf_counter() - t0)
-        assert code == 0, code
-    bus.disconnect()
-    return times[3:]
+def run_unshared(args: argparse.Namespace, work: Path, use_podman: bool) -> dict:
+    """This script's crun set again, in a mount namespace without the cgroup2 hierarchy."""
+    out = work / "unshared.json"
+    argv = [sys.executable, __file__, "--runtimes", "crun", "-n", str(args.n),
+            "--child-json", str(out)]
+    if use_podman:
+        argv.append("--with-podman")
+    script = 'umount /sys/fs/cgroup/unified && exec "$@"'
+    subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                    *argv], check=True, timeout=3600)
+    return json.loads(out.read_text())["crun"]
 
 
-def bench_raw_runc(workdir: Path, tarball: Path, n: int) -> list[float]:
-    bundle = workdir / "bundle"
-    rootfs = bundle / "rootfs"
-    rootfs.mkdir(parents=True)
-    subprocess.run(["tar", "-xf", str(tarball), "-C", str(rootfs)], check=True)
-    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
-    spec = json.loads((bundle / "config.json").read_text())
-    spec["process"]["terminal"] = False
-    spec["process"]["args"] = ["/bin/true"]
-    (bundle / "config.json").write_text(json.dumps(spec))
-    root = workdir / "runc-root"
-    times = []
-    for i in range(n + 3):
-        t0 = time.perf_counter()
-        subprocess.run(["runc", "--root", str(root), "run", "--bundle", str(bundle),
-                        f"bench-{i}"], check=True, stdin=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t0)
-    return times[3:]
+def fmt_ms(values: list[float] | None) -> str:
+    return f"{median_ms(values):.1f} ms" if values else "—"
+
+
+def ratio(a: list[float] | None, b: list[float] | None) -> str:
+    return f"{median_ms(a) / median_ms(b):.2f}x" if a and b else "—"
+
+
+def report(sets: dict[str, dict], n: int) -> list[str]:
+    lines = ["| runtime | N | pyctrd | conmon cycle | runtime run | podman run --rm "
+             "| pyctrd ÷ conmon (target ≤ 1.3x) | pyctrd ÷ run | podman ÷ pyctrd |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for label, res in sets.items():
+        t = res["times"]
+        lines.append(f"| {label} | {n} | {fmt_ms(t.get('pyctrd'))} | {fmt_ms(t.get('conmon'))} "
+                     f"| {fmt_ms(t.get('run'))} | {fmt_ms(t.get('podman'))} "
+                     f"| {ratio(t.get('pyctrd'), t.get('conmon'))} "
+                     f"| {ratio(t.get('pyctrd'), t.get('run'))} "
+                     f"| {ratio(t.get('podman'), t.get('pyctrd'))} |")
+        for col, msg in res["failed"].items():
+            notes.append(f"- {label}: {column_title(col, label.split()[0])} failed: `{msg}`")
+        if res.get("skipped"):
+            notes.append(f"- {label}: {res['skipped']}")
+    lines += ["", "Phases (medians): pyctrd's calls beside the conmon cycle's steps.", "",
+              "| runtime | pyctrd Create | Start | Wait | Remove | conmon create | start "
+              "| wait (pidfd) | delete |", "|---|---|---|---|---|---|---|---|---|"]
+    for label, res in sets.items():
+        p, c = res["phases"]["pyctrd"], res["phases"]["conmon"]
+        if not p and not c:
+            continue
+        cells = [fmt_ms(p.get(k)) for k in ("Create", "Start", "Wait", "Remove")]
+        cells += [fmt_ms(c.get(k)) for k in ("create", "start", "wait", "delete")]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines + (["", *notes] if notes else [])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("-n", type=int, default=50)
-    ap.add_argument("--output", help="append a Markdown row to this file")
+    ap.add_argument("-n", type=int, default=30)
+    ap.add_argument("--runtimes", default="runc,crun")
+    ap.add_argument("--with-podman", action="store_true",
+                    help="apt-get install podman if it is missing")
+    ap.add_argument("--no-crun-unshare", action="store_true",
+                    help="do not rerun a refused crun set in a private mount namespace")
+    ap.add_argument("--output", help="append the results to this Markdown file")
+    ap.add_argument("--note", default="", help="a remark recorded with the results")
+    ap.add_argument("--child-json", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="pyctrd-bench-"))
-    tarball = work / "busybox.tar"
-    subprocess.run([sys.executable, str(REPO / "scripts/make-busybox-rootfs"), str(tarball)],
-                   check=True)
-    bus_proc = subprocess.Popen(
-        ["dbus-daemon", "--session", "--nofork", "--print-address=1",
-         f"--address=unix:path={work}/bus"], stdout=subprocess.PIPE, text=True)
-    address = bus_proc.stdout.readline().strip()  # type: ignore[union-attr]
-    env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": address}
-    daemon = subprocess.Popen(
-        [str(REPO / ".venv/bin/pyctrd"), "--bus", "session", "--root", str(work / "root"),
-         "--run-root", str(work / "run"), "--log-level", "warning"], env=env)
+    machine_text = machine()
+    use_podman = podman_available(args.with_podman) is not None
+    skipped = "" if use_podman else missing_note()
+    if skipped and not args.child_json:
+        print(skipped)
+    work = Path(tempfile.mkdtemp(prefix="pyctrd-lifecycle-"))
+    sets: dict[str, dict] = {}
     try:
-        ours = asyncio.run(bench_pyctrd(address, tarball, args.n))
-        raw = bench_raw_runc(work, tarball, args.n)
+        tarball = make_busybox(work)
+        for runtime in args.runtimes.split(","):
+            res = asyncio.run(run_set(work, tarball, runtime, args.n, use_podman))
+            res["skipped"] = skipped
+            sets[runtime] = res
+            if (runtime == "crun" and res["failed"] and not args.no_crun_unshare
+                    and not args.child_json):
+                print(f"crun refused this host; rerunning the crun set {UNSHARED}", flush=True)
+                try:
+                    sets["crun (unshared cgroup2)"] = run_unshared(args, work, use_podman)
+                except (subprocess.SubprocessError, OSError, KeyError) as err:
+                    print(f"the unshared crun set failed too: {err}")
+        if args.child_json:
+            Path(args.child_json).write_text(json.dumps(sets))
+            return
     finally:
-        daemon.terminate()
-        daemon.wait()
-        bus_proc.terminate()
         shutil.rmtree(work, ignore_errors=True)
-    m_ours, m_raw = statistics.median(ours), statistics.median(raw)
-    line = (f"| {time.strftime('%Y-%m-%d')} | {platform.node()} ({os.cpu_count()} cores) "
-            f"| {args.n} | {m_ours * 1000:.1f} ms | {m_raw * 1000:.1f} ms "
-            f"| {m_ours / m_raw:.2f}x |")
-    print(f"pyctrd create+start+wait+remove: median {m_ours * 1000:.1f} ms over {args.n}")
-    print(f"raw runc run /bin/true:          median {m_raw * 1000:.1f} ms over {args.n}")
-    print(f"ratio: {m_ours / m_raw:.2f}x")
-    if args.output:
-        new = not os.path.exists(args.output) or os.path.getsize(args.output) == 0
-        with open(args.output, "a") as f:
-            if new:
-                f.write(RESULTS_HEADER)
-            f.write(line + "\n")
+    lines = report(sets, args.n)
+    print("\n".join(lines))
+    note = args.note
+    if "crun (unshared cgroup2)" in sets:
+        note += (f" crun (unshared cgroup2): the whole crun set (bus, pyctrd, conmon, crun, "
+                 f"podman) ran {UNSHARED}, since crun 1.8.1 refuses hybrid cgroup hosts.")
+    append_section(args.output, "Lifecycle: pyctrd beside conmon+runtime, runtime run, podman",
+                   machine_text, lines, note.strip())
 
 
 if __name__ == "__main__":
