@@ -17,6 +17,8 @@ from pyctrd.layout import Layout
 from pyctrd.oci.conmon import Conmon
 from pyctrd.oci.runtime import OCIRuntime
 from pyctrd.settings import Settings, SettingsError
+from pyctrd.varlink.authz import Authorizer as VarlinkAuthorizer
+from pyctrd.varlink.server import SOCKET_NAME, VarlinkServer
 
 log = logging.getLogger("pyctrd")
 
@@ -41,6 +43,11 @@ async def serve(settings: Settings) -> int:
         return 1
     log.info("pyctrd serving %d containers and %d images on the %s bus (runtime %s)",
              len(runtime.containers), len(runtime.images), settings.bus, oci.path)
+    # The same core over Varlink; polkit guards it exactly where it guards D-Bus.
+    varlink = VarlinkServer(runtime, settings.run_root / SOCKET_NAME,
+                            VarlinkAuthorizer(PolkitClient(bus))
+                            if settings.bus == "system" else None)
+    varlink.start()
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -57,6 +64,7 @@ async def serve(settings: Settings) -> int:
         status = 0
         bus.disconnect()
     stopping.cancel()
+    varlink.close()
     runtime.close()
     return status
 

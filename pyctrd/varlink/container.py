@@ -1,0 +1,184 @@
+"""io.pyctrd.Container: a thin adapter from Varlink calls to the core Runtime."""
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import TypedDict
+
+from asyncvarlink import FileDescriptor, VarlinkInterface, varlinkmethod
+
+from pyctrd.core.container import Container
+from pyctrd.core.runtime import Runtime
+from pyctrd.core.signals import parse_signal
+from pyctrd.errors import NoSuchContainer
+from pyctrd.varlink.authz import CONTAINER
+from pyctrd.varlink.errors import ErrorSet
+from pyctrd.varlink.streaming import all_but_last, wants_more, watch
+from pyctrd.varlink.types import (
+    UINT32_MAX,
+    ContainerEvent,
+    ContainerInfo,
+    CreateOptions,
+    EventKind,
+    InspectInfo,
+    check_range,
+    container_info,
+    core_options,
+    inspect_info,
+)
+from pyctrd.varlink.watch import Watchers
+
+ERRORS = ErrorSet(CONTAINER)
+
+
+class Created(TypedDict):
+    id: str
+    name: str
+
+
+class ContainerInterface(VarlinkInterface, name=CONTAINER):
+    """pyctrd's containers: the daemon behind D-Bus org.pyctrd1, the same state.
+    A per-container method takes name: its name, full ID or a unique ID prefix.
+    Timestamps are microseconds since the Unix epoch, 0 when unset."""
+
+    error_set = ERRORS
+    errors = tuple(ERRORS.classes.values())
+
+    def __init__(self, runtime: Runtime, watchers: Watchers) -> None:
+        self._runtime = runtime
+        self._watchers = watchers
+
+    @contextlib.contextmanager
+    def _container(self, name: str) -> Iterator[Container]:
+        """Look ``name`` up; core errors in the body become Varlink errors about it."""
+        with ERRORS.translated(name=name):
+            container = self._runtime.lookup_container(name)
+        with ERRORS.translated(name=name, state=lambda: str(container.state)):
+            yield container
+
+    @varlinkmethod
+    async def Create(self, *, image: str, command: list[str],
+                     options: CreateOptions | None = None) -> Created:
+        """Create a container from an image (reference, ID or unique ID prefix); an
+        empty command runs the image's Entrypoint and Cmd. Options are the D-Bus
+        CreateContainer options; an absent one takes its default."""
+        with ERRORS.translated(reference=image):
+            container = self._runtime.create_container(image, command, core_options(options))
+        return {"id": container.id, "name": container.name}
+
+    @varlinkmethod(return_parameter="containers")
+    async def List(self) -> list[ContainerInfo]:
+        """Every container with its properties."""
+        return [container_info(c) for c in list(self._runtime.containers.values())]
+
+    @varlinkmethod(return_parameter="container")
+    async def Get(self, *, name: str | None = None) -> ContainerInfo:
+        """One container's properties. Called with more and without name: one reply
+        per container (NoSuchContainer when there is none)."""
+        if name is not None:
+            with self._container(name) as container:
+                return container_info(container)
+        if not wants_more():
+            raise ERRORS.make("InvalidArgument", "Get needs a name, or more to list all")
+        infos = [container_info(c) for c in list(self._runtime.containers.values())]
+        if not infos:
+            raise ERRORS.of(NoSuchContainer("there are no containers"), {"name": ""})
+        return await all_but_last(infos, "container", ContainerInfo, ERRORS)
+
+    @varlinkmethod
+    async def Init(self, *, name: str) -> None:
+        """Create it in the OCI runtime without starting it."""
+        with self._container(name) as container:
+            await container.init()
+
+    @varlinkmethod
+    async def Start(self, *, name: str) -> None:
+        """Start it; returns once its process runs."""
+        with self._container(name) as container:
+            await container.start()
+
+    @varlinkmethod
+    async def Stop(self, *, name: str, timeout: int | None = None) -> None:
+        """Send the stop signal, then SIGKILL after timeout seconds (default: the
+        container's stop_timeout; 0 kills at once). Returns once it has exited."""
+        with self._container(name) as container:
+            if timeout is None:
+                timeout = container.config.stop_timeout
+            check_range("timeout", timeout, UINT32_MAX)
+            await container.stop(timeout)
+
+    @varlinkmethod
+    async def Kill(self, *, name: str, signal: str) -> None:
+        """Send a signal ("SIGHUP", "HUP" or a number) to its process."""
+        with self._container(name) as container:
+            await container.kill(parse_signal(signal))
+
+    @varlinkmethod
+    async def Pause(self, *, name: str) -> None:
+        """Freeze all its processes."""
+        with self._container(name) as container:
+            await container.pause()
+
+    @varlinkmethod
+    async def Unpause(self, *, name: str) -> None:
+        """Thaw them."""
+        with self._container(name) as container:
+            await container.unpause()
+
+    @varlinkmethod(return_parameter="mountpoint")
+    async def Mount(self, *, name: str) -> str:
+        """Mount its root filesystem on the host."""
+        with self._container(name) as container:
+            return await container.mount()
+
+    @varlinkmethod
+    async def Unmount(self, *, name: str) -> None:
+        """Undo Mount (refused while it runs)."""
+        with self._container(name) as container:
+            await container.unmount()
+
+    @varlinkmethod
+    async def Export(self, *, name: str, fd: FileDescriptor) -> None:
+        """Write its root filesystem as an uncompressed tar to the file descriptor
+        passed with the call (fd is its index among the passed descriptors)."""
+        with self._container(name) as container:
+            await container.export(fd.fileno())
+
+    @varlinkmethod(return_parameter="exit_code")
+    async def Wait(self, *, name: str) -> int:
+        """Return once it has exited (at once if it has): its exit code."""
+        with self._container(name) as container:
+            return await container.wait()
+
+    @varlinkmethod
+    async def Remove(self, *, name: str, force: bool | None = None) -> None:
+        """Delete it with its storage; force stops it first if it runs."""
+        with self._container(name) as container:
+            await self._runtime.remove_container(container, bool(force))
+
+    @varlinkmethod(return_parameter="info", allow_foreign=True)
+    async def Inspect(self, *, name: str) -> InspectInfo:
+        """Everything about it, podman-inspect style: config (env included), state,
+        mounts and the OCI runtime spec in use."""
+        with self._container(name) as container:
+            if container.removed:
+                raise NoSuchContainer(f"container {container.name} has been removed")
+            return inspect_info(container.inspect())
+
+    @varlinkmethod(return_parameter="event")
+    async def Watch(self, *, existing: bool | None = None) -> AsyncIterator[ContainerEvent]:
+        """Called with more: a ready event, then one event per change (added,
+        removed, changed with the fields that changed) until the client hangs up.
+        With existing, an existing event per container comes before ready. A
+        client more than 1024 events behind gets Overflow and is hung up on."""
+
+        def snapshot() -> list[ContainerEvent]:
+            if not existing:
+                return []
+            return [ContainerEvent(EventKind.existing, c.id, [], container_info(c))
+                    for c in list(self._runtime.containers.values())]
+
+        ready = ContainerEvent(EventKind.ready, "", [], None)
+        async with contextlib.aclosing(
+                watch(self._watchers.containers, snapshot, ready, ERRORS)) as events:
+            async for event in events:
+                yield event

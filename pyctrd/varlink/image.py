@@ -1,0 +1,89 @@
+"""io.pyctrd.Image: imported images over Varlink."""
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TypedDict
+
+from asyncvarlink import FileDescriptor, VarlinkInterface, varlinkmethod
+
+from pyctrd.core.runtime import Runtime
+from pyctrd.errors import NoSuchImage
+from pyctrd.varlink.authz import IMAGE
+from pyctrd.varlink.errors import ErrorSet
+from pyctrd.varlink.streaming import all_but_last, wants_more, watch
+from pyctrd.varlink.types import EventKind, ImageEvent, ImageInfo, image_info
+from pyctrd.varlink.watch import Watchers
+
+ERRORS = ErrorSet(IMAGE, ("NoSuchImage", "AmbiguousId", "InvalidArgument", "InUse",
+                          "RuntimeFailed", "StorageFailed", "AccessDenied",
+                          "InteractiveAuthorizationRequired", "Overflow", "Failed"))
+
+
+class Imported(TypedDict):
+    id: str
+    reference: str
+
+
+class ImageInterface(VarlinkInterface, name=IMAGE):
+    """pyctrd's images. A per-image method takes reference: a reference such as
+    busybox:latest, the full ID or a unique ID prefix."""
+
+    error_set = ERRORS
+    errors = tuple(ERRORS.classes.values())
+
+    def __init__(self, runtime: Runtime, watchers: Watchers) -> None:
+        self._runtime = runtime
+        self._watchers = watchers
+
+    @varlinkmethod
+    async def Import(self, *, archive: FileDescriptor, reference: str | None = None
+                     ) -> Imported:
+        """Read an OCI archive, a docker-archive or a root-filesystem tarball
+        (optionally compressed) from the file descriptor passed with the call
+        (archive is its index); reference names it (default: the archive's own)."""
+        with ERRORS.translated(reference=reference or ""):
+            image = await self._runtime.import_image(archive.fileno(), reference or "")
+        return {"id": image.id, "reference": image.reference}
+
+    @varlinkmethod(return_parameter="images")
+    async def List(self) -> list[ImageInfo]:
+        """Every image with its properties."""
+        return [image_info(i) for i in list(self._runtime.images.values())]
+
+    @varlinkmethod(return_parameter="image")
+    async def Get(self, *, reference: str | None = None) -> ImageInfo:
+        """One image's properties. Called with more and without reference: one
+        reply per image (NoSuchImage when there is none)."""
+        if reference is not None:
+            with ERRORS.translated(reference=reference):
+                return image_info(self._runtime.lookup_image(reference))
+        if not wants_more():
+            raise ERRORS.make("InvalidArgument", "Get needs a reference, or more to list all")
+        infos = [image_info(i) for i in list(self._runtime.images.values())]
+        if not infos:
+            raise ERRORS.of(NoSuchImage("there are no images"), {"reference": ""})
+        return await all_but_last(infos, "image", ImageInfo, ERRORS)
+
+    @varlinkmethod
+    async def Remove(self, *, reference: str, force: bool | None = None) -> None:
+        """Delete it; refused with InUse while containers use it, unless force
+        (which removes those containers too)."""
+        with ERRORS.translated(reference=reference):
+            image = self._runtime.lookup_image(reference)
+            await self._runtime.remove_image(image, bool(force))
+
+    @varlinkmethod(return_parameter="event")
+    async def Watch(self, *, existing: bool | None = None) -> AsyncIterator[ImageEvent]:
+        """As io.pyctrd.Container.Watch, for images."""
+
+        def snapshot() -> list[ImageEvent]:
+            if not existing:
+                return []
+            return [ImageEvent(EventKind.existing, i.id, [], image_info(i))
+                    for i in list(self._runtime.images.values())]
+
+        ready = ImageEvent(EventKind.ready, "", [], None)
+        async with contextlib.aclosing(
+                watch(self._watchers.images, snapshot, ready, ERRORS)) as events:
+            async for event in events:
+                yield event

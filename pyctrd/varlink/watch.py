@@ -1,0 +1,108 @@
+"""Watch: core events fanned out to each subscribed client through a bounded queue.
+
+The core calls a listener synchronously at every change, so putting an event
+must never wait: each subscription has a queue of at most WATCH_QUEUE_MAX
+events. A client that stops reading fills its socket buffer, then its queue;
+at the limit it is dropped (Overflow, then hang-up) instead of slowing the
+daemon or growing its memory. A client that reads keeps up and is never
+dropped: nothing is coalesced or skipped, so no change goes unseen.
+"""
+
+import asyncio
+import collections
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from pyctrd.bus.props import IMAGE_PROPERTIES
+from pyctrd.core.container import Container
+from pyctrd.core.image import Image
+from pyctrd.varlink.types import (
+    ContainerEvent,
+    EventKind,
+    ImageEvent,
+    changed_fields,
+    container_info,
+    image_info,
+    snake_case,
+)
+
+WATCH_QUEUE_MAX = 1024
+
+T = TypeVar("T")
+
+
+class WatchQueue(Generic[T]):
+    def __init__(self, limit: int, on_overflow: Callable[[], None]) -> None:
+        self._items: collections.deque[T] = collections.deque()
+        self._limit = limit
+        self._on_overflow = on_overflow
+        self._wake = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+
+    def put(self, item: T) -> None:
+        if self.overflowed or self.closed:
+            return
+        if len(self._items) >= self._limit:
+            self.overflowed = True
+            self._items.clear()
+            self._wake.set()
+            self._on_overflow()
+            return
+        self._items.append(item)
+        self._wake.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+
+    async def get(self) -> T | None:
+        """The next event; None once closed or overflowed."""
+        while not self._items:
+            if self.overflowed or self.closed:
+                return None
+            self._wake.clear()
+            await self._wake.wait()
+        return self._items.popleft()
+
+
+class Watchers:
+    """A RuntimeListener: builds each event once, puts it in every subscriber's queue."""
+
+    def __init__(self) -> None:
+        self.containers: set[WatchQueue[ContainerEvent]] = set()
+        self.images: set[WatchQueue[ImageEvent]] = set()
+
+    def _containers(self, kind: EventKind, container: Container,
+                    changed: list[str] | None = None) -> None:
+        if self.containers:
+            event = ContainerEvent(kind, container.id, changed or [], container_info(container))
+            for queue in list(self.containers):
+                queue.put(event)
+
+    def _images(self, kind: EventKind, image: Image, changed: list[str] | None = None) -> None:
+        if self.images:
+            event = ImageEvent(kind, image.id, changed or [], image_info(image))
+            for queue in list(self.images):
+                queue.put(event)
+
+    def container_added(self, container: Container) -> None:
+        self._containers(EventKind.added, container)
+
+    def container_removed(self, container: Container) -> None:
+        self._containers(EventKind.removed, container)
+
+    def container_changed(self, container: Container, changes: dict[str, Any]) -> None:
+        # Only changes of what ContainerInfo shows (not conmon's pid, cleanup flags).
+        if self.containers and (changed := changed_fields(changes)):
+            self._containers(EventKind.changed, container, changed)
+
+    def image_added(self, image: Image) -> None:
+        self._images(EventKind.added, image)
+
+    def image_removed(self, image: Image) -> None:
+        self._images(EventKind.removed, image)
+
+    def image_changed(self, image: Image, names: list[str]) -> None:
+        fields = [snake_case(n) for n in IMAGE_PROPERTIES if n in names]
+        self._images(EventKind.changed, image, fields)
