@@ -10,6 +10,7 @@ Both run on a plain extracted rootfs (no overlay mount, no /dev/shm mount),
 which pyctrd does per container: that work is part of what pyctrd costs.
 """
 
+import itertools
 import json
 import os
 import select
@@ -51,7 +52,7 @@ class Bench:
         self.bundles = self.dir / "bundles"
         for d in (self.exits, self.sockets, self.bundles):
             d.mkdir()
-        self.serial = 0
+        self.serial = itertools.count(1)  # next() is atomic: threads may share a Bench
 
     def _bundle(self, cid: str) -> Path:
         bundle = self.bundles / cid
@@ -61,8 +62,7 @@ class Bench:
 
     def runtime_run(self) -> float:
         """One `runtime run` of /bin/true; seconds."""
-        self.serial += 1
-        cid = f"raw-{os.getpid()}-{self.serial}"
+        cid = f"raw-{os.getpid()}-{next(self.serial)}"
         t0 = time.perf_counter()
         bundle = self._bundle(cid)
         proc = subprocess.run([self.runtime, f"--root={self.root}", "run", "--bundle",
@@ -76,8 +76,7 @@ class Bench:
 
     def conmon_cycle(self, phases: dict[str, list[float]] | None = None) -> float:
         """conmon create, runtime start, wait for conmon's exit, runtime delete; seconds."""
-        self.serial += 1
-        cid = f"cm-{os.getpid()}-{self.serial}"
+        cid = f"cm-{os.getpid()}-{next(self.serial)}"
         marks = [time.perf_counter()]
         bundle = self._bundle(cid)
         self._launch(cid, bundle)
