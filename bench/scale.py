@@ -3,10 +3,14 @@
 
 For each count: daemon cold start (exec → name on the bus), GetManagedObjects,
 ListContainers, one property Get (medians of repeated calls), daemon RSS,
-and the time to create one more container. Beside `podman ps -a` at the same
-counts when podman is installed (not by default).
+and the time to create one more container. Beside, with podman (privately
+configured, bench/podman.py; skipped when it is not installed, --with-podman
+installs it): `podman ps -a` and one `podman create` at the same counts.
+Creating podman containers is slow (40-70 ms each), so counts above
+--podman-max (default 1000) are skipped for podman, and the results say so.
 
-    .venv/bin/python bench/scale.py [--counts 100,1000,10000] [--output bench/RESULTS.md]
+    .venv/bin/python bench/scale.py [--counts 100,1000,10000] [--podman-max 1000]
+        [--with-podman] [--output bench/RESULTS.md] [--note TEXT]
 """
 
 import argparse
@@ -16,6 +20,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import (
@@ -25,20 +30,45 @@ from common import (
     Daemon,
     PrivateBus,
     RawClient,
+    append_section,
     call,
+    machine,
     make_busybox,
 )
 from dbus_fast.aio import MessageBus
+from podman import PrivatePodman, missing_note, podman_available
 
-HEADER = (
-    "# Scale: pyctrd with many defined containers\n\n"
-    "`.venv/bin/python bench/scale.py --output bench/RESULTS.md`: containers created\n"
-    "(configured, not running); medians of repeated calls from one client.\n\n"
-    "GetManagedObjects: the reply received whole by a bare socket client (in brackets:\n"
-    "received and decoded by dbus-fast, whose unmarshalling dominates at 10 MB).\n\n"
-    "| date | machine | containers | cold start | GetManagedObjects | ListContainers "
-    "| property Get | create one | RSS |\n|---|---|---|---|---|---|---|---|---|\n"
-)
+HEADER = [
+    "Containers created (configured, not running); medians of repeated calls from one",
+    "client. GetManagedObjects: the reply received whole by a bare socket client (in",
+    "brackets: received and decoded by dbus-fast, whose unmarshalling dominates at 10 MB).",
+    "`podman ps -a` and `podman create` are whole commands (process start included,",
+    "≈ 20 ms); pyctrd's figures are calls from a connected client.",
+    "",
+    "| containers | cold start (target ≤ 1 s at 10k) | GetManagedObjects (≤ 150 ms) "
+    "| ListContainers | property Get | create one | RSS (≤ 150 MB) | podman ps -a "
+    "| podman create one |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+PODMAN_IMAGE = "localhost/bench-busybox"
+
+
+def podman_fill(podman: PrivatePodman, target: int, parallel: int = 4) -> None:
+    have = len(podman.run("ps", "-a", "-q").split())
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(lambda _: podman.run("create", "--network", "none", PODMAN_IMAGE,
+                                           "true"), range(target - have)))
+
+
+def podman_measure(podman: PrivatePodman) -> tuple[float, float]:
+    """Median ms of `podman ps -a` and of one `podman create` (removed afterwards)."""
+    ps = statistics.median(podman.timed("ps", "-a") for _ in range(5)) * 1000
+    created: list[float] = []
+    for i in range(5):
+        created.append(podman.timed("create", "--name", f"probe{i}", "--network", "none",
+                                    PODMAN_IMAGE, "true"))
+    podman.run("rm", *(f"probe{i}" for i in range(5)))
+    return ps, statistics.median(created) * 1000
 
 
 async def median_ms(coro_factory, repeat: int) -> float:
@@ -104,15 +134,25 @@ async def measure(address: str) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--counts", default="100,1000,10000")
-    ap.add_argument("--output")
+    ap.add_argument("--podman-max", type=int, default=1000,
+                    help="largest count to fill podman to (each create takes 40-70 ms)")
+    ap.add_argument("--with-podman", action="store_true",
+                    help="apt-get install podman if it is missing")
+    ap.add_argument("--output", help="append the results to this Markdown file")
+    ap.add_argument("--note", default="", help="a remark recorded with the results")
     args = ap.parse_args()
+    machine_text = machine()
     work = Path(tempfile.mkdtemp(prefix="pyctrd-scale-"))
     tarball = make_busybox(work)
     bus = PrivateBus(work)
     daemon = Daemon(work, bus.address)
+    podman = PrivatePodman() if podman_available(args.with_podman) else None
+    notes = [] if podman else [missing_note()]
     rows = []
     try:
         daemon.start()
+        if podman:
+            podman.import_image(tarball, PODMAN_IMAGE)
         for count in (int(c) for c in args.counts.split(",")):
             t0 = time.perf_counter()
             asyncio.run(fill(bus.address, tarball, count))
@@ -126,20 +166,32 @@ def main() -> None:
                   f"(decoded by dbus-fast {m['gmo']:.1f} ms), "
                   f"ListContainers {m['list']:.1f} ms, Get {m['get']:.2f} ms, "
                   f"create {m['create']:.1f} ms, RSS {rss:.0f} MB", flush=True)
-            rows.append(f"| {time.strftime('%Y-%m-%d')} | {os.uname().nodename} "
-                        f"({os.cpu_count()} cores) | {count} | {cold * 1000:.0f} ms "
+            ps_cell = create_cell = "—"
+            if podman and count <= args.podman_max:
+                t0 = time.perf_counter()
+                podman_fill(podman, count)
+                ps_ms, create_ms = podman_measure(podman)
+                print(f"{count:>6} podman containers (filled in {time.perf_counter() - t0:.1f} "
+                      f"s): ps -a {ps_ms:.0f} ms, create {create_ms:.0f} ms", flush=True)
+                ps_cell, create_cell = f"{ps_ms:.0f} ms", f"{create_ms:.0f} ms"
+            elif podman:
+                ps_cell = create_cell = "skipped"
+                notes.append(f"podman skipped at {count} containers (above --podman-max "
+                             f"{args.podman_max})")
+            rows.append(f"| {count} | {cold * 1000:.0f} ms "
                         f"| {m['gmo_raw']:.1f} ms ({m['gmo']:.0f} ms) | {m['list']:.1f} ms "
-                        f"| {m['get']:.2f} ms "
-                        f"| {m['create']:.1f} ms | {rss:.0f} MB |")
+                        f"| {m['get']:.2f} ms | {m['create']:.1f} ms | {rss:.0f} MB "
+                        f"| {ps_cell} | {create_cell} |")
     finally:
         daemon.stop()
         bus.stop()
+        if podman:
+            podman.cleanup()
         shutil.rmtree(work, ignore_errors=True)
-    if args.output:
-        new = not os.path.exists(args.output) or "# Scale" not in Path(args.output).read_text()
-        with open(args.output, "a") as f:
-            f.write(("\n" + HEADER) if new else "")
-            f.write("\n".join(rows) + "\n")
+    lines = HEADER + rows + ([""] + [f"- {n}" for n in notes] if notes else [])
+    print("\n".join(lines))
+    append_section(args.output, "Scale: pyctrd with many defined containers, beside podman",
+                   machine_text, lines, args.note)
 
 
 def _restart(daemon: Daemon) -> float:
