@@ -60,6 +60,22 @@ lint: venv
 		echo "lint: shellcheck not installed, shell scripts not checked"; \
 	fi
 
+# make bench [SMOKE=1] [WITH_PODMAN=1]: the benchmarks of bench/README.md, each
+# appending its table to bench/RESULTS.md. SMOKE=1: small counts, nothing written
+# (about a minute). WITH_PODMAN=1: apt-get install podman for its columns.
+BENCH_OUT := $(if $(SMOKE),,--output bench/RESULTS.md)
+BENCH_PODMAN := $(if $(WITH_PODMAN),--with-podman)
+
+.PHONY: bench
+bench: venv
+	$(VENV)/bin/python bench/lifecycle.py $(if $(SMOKE),-n 3 --no-crun-unshare,-n 30) \
+		$(BENCH_PODMAN) $(BENCH_OUT)
+	$(VENV)/bin/python bench/events.py $(if $(SMOKE),-n 3,-n 30) $(BENCH_OUT)
+	$(VENV)/bin/python bench/throughput.py $(if $(SMOKE),-l 10 -c 5) $(BENCH_OUT)
+	$(VENV)/bin/python bench/scale.py $(if $(SMOKE),--counts 100 --podman-max 0) \
+		$(BENCH_PODMAN) $(BENCH_OUT)
+	$(VENV)/bin/python bench/import.py $(if $(SMOKE),-n 1 --mb 10 --files 500) $(BENCH_OUT)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -10,7 +10,7 @@ symlinks, hard links, a whiteout), saves it as an OCI archive, then times:
 - tar: `tar -xzf` of each layer blob into an empty directory, one after the
   other, the same work without digests, whiteouts or safety checks.
 
-Prints medians and the ratio; `--output FILE` appends a Markdown row.
+Prints medians and the ratio; `--output FILE` appends them with the command and machine.
 
     .venv/bin/python bench/import.py [-n 3] [--mb 300] [--files 30000] [--output bench/RESULTS.md]
 """
@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -32,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import append_section, machine
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
@@ -39,14 +39,6 @@ REPO = Path(__file__).resolve().parent.parent
 BUS = "org.pyctrd1"
 MANAGER = "org.pyctrd1.Manager"
 LAYERS = 3
-RESULTS_HEADER = (
-    "\n# Import: pyctrd beside tar -x\n\n"
-    "`.venv/bin/python bench/import.py -n N --output bench/RESULTS.md`: ImportImage over\n"
-    "the bus of a generated OCI archive (3 gzip layers) into an empty layer store, beside\n"
-    "`tar -xzf` of the same layer blobs one after the other. Medians over N runs.\n\n"
-    "| date | machine | N | image | files | pyctrd import | tar -x | ratio |\n"
-    "|---|---|---|---|---|---|---|---|\n"
-)
 
 
 def make_layer(rng: random.Random, index: int, files: int, size: int) -> bytes:
@@ -184,8 +176,10 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=3)
     ap.add_argument("--mb", type=int, default=300, help="uncompressed image size")
     ap.add_argument("--files", type=int, default=30_000)
-    ap.add_argument("--output", help="append a Markdown row to this file")
+    ap.add_argument("--output", help="append the results to this Markdown file")
+    ap.add_argument("--note", default="", help="a remark recorded with the results")
     args = ap.parse_args()
+    machine_text = machine()
     work = Path(tempfile.mkdtemp(prefix="pyctrd-bench-import-"))
     bus_proc = daemon = None
     archive_mb = 0.0
@@ -219,15 +213,13 @@ def main() -> None:
     print(f"pyctrd ImportImage: median {m_ours:.2f} s over {args.n} ({sorted(ours)})")
     print(f"tar -xzf per layer: median {m_raw:.2f} s over {args.n} ({sorted(raw)})")
     print(f"ratio: {m_ours / m_raw:.2f}x")
-    if args.output:
-        text = Path(args.output).read_text() if os.path.exists(args.output) else ""
-        with open(args.output, "a") as f:
-            if "# Import: pyctrd beside tar -x" not in text:
-                f.write(RESULTS_HEADER)
-            f.write(f"| {time.strftime('%Y-%m-%d')} | {platform.node()} ({os.cpu_count()} "
-                    f"cores) | {args.n} | {size} | {entries} | {m_ours:.2f} s | {m_raw:.2f} s "
-                    f"| {m_ours / m_raw:.2f}x |\n")
-
+    lines = ["Image: 3 gzip layers; pyctrd: ImportImage over the bus into an empty layer store;",
+             "tar: `tar -xzf` of the same layer blobs one after the other.", "",
+             "| N | image | files | pyctrd import | tar -x | ratio (target ≤ 1.5x) |",
+             "|---|---|---|---|---|---|",
+             f"| {args.n} | {size} | {entries} | {m_ours:.2f} s | {m_raw:.2f} s "
+             f"| {m_ours / m_raw:.2f}x |"]
+    append_section(args.output, "Import: pyctrd beside tar -x", machine_text, lines, args.note)
 
 if __name__ == "__main__":
     main()
