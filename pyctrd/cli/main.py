@@ -1,90 +1,70 @@
-"""pyctr: a small command-line client of pyctrd, over D-Bus only.
+"""pyctr: pyctrd's podman-like command-line client; it speaks D-Bus only.
 
-This first cut covers images and listing; the podman-like verbs arrive with
-the CLI issue.
+main() is the one place errors turn into an exit status: one line on stderr,
+never a traceback.
 """
+
+from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import importlib
 import sys
+from collections.abc import Awaitable, Callable
 
-from dbus_fast import BusType, DBusError, Message, MessageType
-from dbus_fast.aio import MessageBus
+from pyctrd.cli.bus import Daemon
+from pyctrd.cli.commands import print_error
+from pyctrd.cli.errors import EXIT_ENGINE, CliError
+from pyctrd.cli.parser import build_parser
 
-BUS_NAME = "org.pyctrd1"
-MANAGER_PATH = "/org/pyctrd1"
-MANAGER_IFACE = "org.pyctrd1.Manager"
-EXIT_DAEMON_ERROR = 125
-
-
-async def call(bus: MessageBus, member: str, signature: str = "", body: list | None = None,
-               unix_fds: list[int] | None = None) -> list:
-    reply = await bus.call(Message(
-        destination=BUS_NAME, path=MANAGER_PATH, interface=MANAGER_IFACE, member=member,
-        signature=signature, body=body or [], unix_fds=unix_fds or []))
-    if reply.message_type is MessageType.ERROR:
-        raise DBusError(reply.error_name, reply.body[0] if reply.body else "")
-    return list(reply.body)
+Handler = Callable[[Daemon, argparse.Namespace], Awaitable[int]]
 
 
-async def cmd_import(bus: MessageBus, args: argparse.Namespace) -> int:
-    fd = sys.stdin.fileno() if args.file == "-" else os.open(args.file, os.O_RDONLY)
-    image_id, _path = await call(bus, "ImportImage", "hs", [0, args.reference], [fd])
-    print(image_id)
-    return 0
-
-
-async def cmd_images(bus: MessageBus, args: argparse.Namespace) -> int:
-    (images,) = await call(bus, "ListImages")
-    print(f"{'REFERENCE':<30} {'IMAGE ID':<14} {'SIZE':>10}")
-    for image_id, reference, size, _path in images:
-        print(f"{reference or '<none>':<30} {image_id[:12]:<14} {size:>10}")
-    return 0
-
-
-async def cmd_ps(bus: MessageBus, args: argparse.Namespace) -> int:
-    (containers,) = await call(bus, "ListContainers")
-    print(f"{'CONTAINER ID':<14} {'IMAGE':<20} {'STATE':<11} NAME")
-    for cid, name, image, state, _path in containers:
-        if args.all or state in ("running", "paused"):
-            print(f"{cid[:12]:<14} {image:<20} {state:<11} {name}")
-    return 0
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pyctr", description="Drive pyctrd over D-Bus")
-    p.add_argument("--user", action="store_true", help="use the session bus")
-    sub = p.add_subparsers(dest="command", required=True)
-    imp = sub.add_parser("import", help="import a root filesystem tarball")
-    imp.add_argument("file", help="the archive, or - for stdin")
-    imp.add_argument("reference", nargs="?", default="")
-    imp.set_defaults(run=cmd_import)
-    sub.add_parser("images", help="list images").set_defaults(run=cmd_images)
-    ps = sub.add_parser("ps", help="list containers")
-    ps.add_argument("-a", "--all", action="store_true")
-    ps.set_defaults(run=cmd_ps)
-    return p
+def load_handler(spec: str) -> Handler:
+    """"module:function" in pyctrd.cli.commands, loaded only for the verb that runs."""
+    module, function = spec.split(":")
+    handler: Handler = getattr(importlib.import_module(f"pyctrd.cli.commands.{module}"),
+                               function)
+    return handler
 
 
 async def run(args: argparse.Namespace) -> int:
-    bus_type = BusType.SESSION if args.user else BusType.SYSTEM
-    bus = await MessageBus(bus_type=bus_type, negotiate_unix_fd=True).connect()
+    handler = load_handler(args.handler)
+    daemon = await Daemon.connect(args.address, args.user_bus)
     try:
-        return int(await args.run(bus, args))
+        return int(await handler(daemon, args))
     finally:
-        bus.disconnect()
+        daemon.close()
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    parser = build_parser()
+    # argparse exits 2 on a usage error; podman uses 125 for its own errors
     try:
-        sys.exit(asyncio.run(run(args)))
-    except DBusError as err:
-        print(f"Error: {err.text}", file=sys.stderr)
-        sys.exit(EXIT_DAEMON_ERROR)
-    except OSError as err:
-        print(f"Error: {err}", file=sys.stderr)
-        sys.exit(EXIT_DAEMON_ERROR)
+        args = parser.parse_args(argv)
+    except SystemExit as done:
+        sys.exit(EXIT_ENGINE if done.code not in (0, None) else 0)
+    try:
+        status = asyncio.run(run(args))
+    except CliError as err:
+        print_error(err.message)
+        status = err.status
     except KeyboardInterrupt:
-        sys.exit(130)
+        status = 130
+    except BrokenPipeError:
+        status = 0  # our reader (| head) has gone; nothing to say to it
+    except Exception as err:  # no traceback for the user, but say what broke
+        print_error(f"{type(err).__name__}: {err}")
+        status = EXIT_ENGINE
+    _flush_quietly()
+    sys.exit(status)
+
+
+def _flush_quietly() -> None:
+    """Flush stdout now, so a closed pipe cannot raise at interpreter exit."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        import os
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

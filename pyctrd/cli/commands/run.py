@@ -1,0 +1,187 @@
+"""Verbs that run containers and join their stdio: create, run, start, attach."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+
+from pyctrd.cli import attach, detachkeys
+from pyctrd.cli.bus import IMAGE, Daemon, Ref
+from pyctrd.cli.commands import for_each, print_error
+from pyctrd.cli.errors import CliError, DaemonError, about, run_exit_status
+from pyctrd.cli.format import SHORT_ID
+from pyctrd.cli.logstream import count_records, print_log, terminal_snapshot
+from pyctrd.cli.options import container_command, create_options
+
+ACTIVE = ("running", "paused")
+
+
+async def _create(daemon: Daemon, args: argparse.Namespace) -> Ref:
+    entrypoint: list[str] = []
+    if args.command and args.entrypoint is None:
+        # podman: a command replaces the image's Cmd, after its Entrypoint
+        image = await daemon.image(args.image)
+        entrypoint = (await daemon.properties(image.path, IMAGE)).get("Entrypoint", [])
+    argv = container_command(args, entrypoint)
+    options = create_options(args)
+    try:
+        (path,) = await daemon.manager("CreateContainer", "sasa{sv}",
+                                       [args.image, argv, options])
+    except DaemonError as err:
+        if err.short_name in ("NoSuchImage", "AmbiguousId"):
+            raise CliError(about(args.image, err)) from None
+        raise
+    return Ref(args.name or path.rsplit("/", 1)[1][:SHORT_ID], path)
+
+
+async def cmd_create(daemon: Daemon, args: argparse.Namespace) -> int:
+    ref = await _create(daemon, args)
+    print(ref.id)
+    return 0
+
+
+async def _exit_code(daemon: Daemon, ref: Ref, sent: detachkeys.SentTail | None) -> int | None:
+    """The container's exit code once it has exited; None if we detached from it."""
+    if sent is not None and sent.detached:
+        return None
+    (code,) = await daemon.container_call(ref, "Wait")
+    return int(code)
+
+
+async def _attach_socket(daemon: Daemon, ref: Ref, keys: str):  # type: ignore[no-untyped-def]
+    """An Attach socket, or None when the container has already exited."""
+    try:
+        fd = await daemon.call_for_fd(ref.path, "org.pyctrd1.Container", "Attach", "s", [keys])
+    except DaemonError as err:
+        if err.short_name == "InvalidState":
+            return None
+        raise
+    return attach.attach_socket(fd)
+
+
+async def follow_started(daemon: Daemon, ref: Ref, tty: bool, interactive: bool,
+                         detach_keys: str, skip: int = 0) -> int | None:
+    """Join a container we have just started until it exits; its exit code, or
+    None if the user detached. ``skip``: log records of earlier runs."""
+    keys = detachkeys.parse(detach_keys)
+    if tty and interactive:
+        sock = await _attach_socket(daemon, ref, detach_keys)
+        if sock is not None:
+            sent = detachkeys.SentTail(keys)
+            await attach.relay_terminal(
+                daemon, ref, sock, send_input=True, sent=sent,
+                replay=lambda: terminal_snapshot(daemon, ref, skip))
+            return await _exit_code(daemon, ref, sent)
+        # it exited before we could attach: show what it wrote
+        await print_log(daemon, ref, follow=False, skip=skip)
+        return await _exit_code(daemon, ref, None)
+
+    with attach.proxy_signals(daemon, ref):
+        # The log keeps stdout and stderr apart (an attach socket merges them).
+        log = asyncio.ensure_future(print_log(daemon, ref, follow=True, skip=skip))
+        feeder = None
+        if interactive:
+            sock = await _attach_socket(daemon, ref, detach_keys)
+            if sock is not None:
+                feeder = asyncio.ensure_future(attach.relay_plain(
+                    sock, send_input=True, close_on_eof=True, show_output=False))
+        try:
+            await log
+        finally:
+            for task in (log, feeder):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+    return await _exit_code(daemon, ref, None)
+
+
+async def _start(daemon: Daemon, ref: Ref) -> None:
+    await daemon.container_call(ref, "Start")
+
+
+async def cmd_run(daemon: Daemon, args: argparse.Namespace) -> int:
+    if args.detach and args.rm:
+        raise CliError("--rm with -d is not supported: pyctrd cannot remove a container "
+                       "when it exits on its own; run attached, or `pyctr rm` it later")
+    detachkeys.parse(args.detach_keys)  # refuse bad keys before creating anything
+    ref = await _create(daemon, args)
+    code: int | None = None
+    try:
+        try:
+            await _start(daemon, ref)
+        except CliError as err:
+            print_error(about(ref.given, err))
+            return run_exit_status(err)
+        if args.detach:
+            print(ref.id)
+            return 0
+        code = await follow_started(daemon, ref, args.tty, args.interactive,
+                                    args.detach_keys)
+        return 0 if code is None else code
+    finally:
+        if args.rm:
+            await _remove_after_run(daemon, ref, detached=code is None)
+
+
+async def _remove_after_run(daemon: Daemon, ref: Ref, detached: bool) -> None:
+    props = {}
+    with contextlib.suppress(CliError):
+        props = await daemon.container_properties(ref)
+    if detached and props.get("State") in ACTIVE:
+        print(f"{ref.given} keeps running; remove it with `pyctr rm -f {ref.given}`",
+              file=sys.stderr)
+        return
+    try:
+        await daemon.manager("RemoveContainer", "sb", [ref.id, True])
+    except CliError as err:
+        print_error(about(ref.given, err))
+
+
+async def cmd_start(daemon: Daemon, args: argparse.Namespace) -> int:
+    if not args.attach:
+        if args.interactive:
+            raise CliError("-i needs -a: pyctr start -ai CONTAINER")
+
+        async def start(name: str) -> None:
+            await _start(daemon, await daemon.container(name))
+            print(name, flush=True)
+
+        return await for_each(args.containers, start)
+    if len(args.containers) != 1:
+        raise CliError("start -a takes one container")
+    name = args.containers[0]
+    try:
+        ref = await daemon.container(name)
+        props = await daemon.container_properties(ref)
+        skip = await count_records(daemon, ref)  # the output of earlier runs
+        await _start(daemon, ref)
+    except CliError as err:
+        raise CliError(about(name, err), err.status) from None
+    code = await follow_started(daemon, ref, bool(props.get("Terminal")), args.interactive,
+                                args.detach_keys, skip)
+    return 0 if code is None else code
+
+
+async def cmd_attach(daemon: Daemon, args: argparse.Namespace) -> int:
+    try:
+        ref = await daemon.container(args.container)
+        props = await daemon.container_properties(ref)
+        sock = await _attach_socket(daemon, ref, args.detach_keys)
+    except CliError as err:
+        raise CliError(about(args.container, err), err.status) from None
+    if sock is None:
+        raise CliError(f"{args.container}: it is not running; `pyctr start -a` starts it "
+                       "attached")
+    sent = detachkeys.SentTail(detachkeys.parse(args.detach_keys))
+    send_input = not args.no_stdin
+    if props.get("Terminal"):
+        await attach.relay_terminal(daemon, ref, sock, send_input, sent=sent)
+    else:
+        with attach.proxy_signals(daemon, ref):
+            await attach.relay_plain(sock, send_input, close_on_eof=False, show_output=True,
+                                     sent=sent)
+    code = await _exit_code(daemon, ref, sent)
+    return 0 if code is None else code

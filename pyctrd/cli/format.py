@@ -1,0 +1,177 @@
+"""How pyctr shows things: podman's tables, durations, sizes and JSON shapes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+SHORT_ID = 12
+COMMAND_WIDTH = 20
+
+
+def seconds(micros: int) -> float:
+    return micros / 1_000_000
+
+
+def human_duration(secs: float) -> str:
+    """A rough duration in words, as podman (go-units) writes it."""
+    s = int(secs)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // (24 * 7)} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // (24 * 30)} months"
+    return f"{hours // (24 * 365)} years"
+
+
+def ago(micros: int, now: float | None = None) -> str:
+    if not micros:
+        return ""
+    now = time.time() if now is None else now
+    return f"{human_duration(now - seconds(micros))} ago"
+
+
+def human_size(size: int) -> str:
+    """Decimal units with three significant digits, as podman shows sizes."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.3g} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def container_status(c: dict[str, Any], now: float | None = None) -> str:
+    """podman ps's STATUS column."""
+    now = time.time() if now is None else now
+    state = c.get("State", "")
+    if state == "running":
+        return f"Up {human_duration(now - seconds(c.get('StartedTimestamp', 0)))}"
+    if state == "paused":
+        return f"Up {human_duration(now - seconds(c.get('StartedTimestamp', 0)))} (paused)"
+    if state == "exited":
+        return f"Exited ({c.get('ExitCode', 0)}) {ago(c.get('FinishedTimestamp', 0), now)}"
+    if state in ("created", "configured"):
+        return "Created"
+    return state.capitalize() or "Unknown"
+
+
+def command_line(argv: Sequence[str]) -> str:
+    return shlex.join(argv)
+
+
+def truncate(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell, two spaces apart (tabwriter-like)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    lines = []
+    for row in (header, *rows):
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def ps_table(containers: list[dict[str, Any]], no_trunc: bool = False,
+             now: float | None = None) -> str:
+    rows = []
+    for c in containers:
+        command = command_line(c.get("Command", []))
+        rows.append([
+            c["Id"] if no_trunc else c["Id"][:SHORT_ID],
+            c.get("Image", ""),
+            command if no_trunc else truncate(command, COMMAND_WIDTH),
+            ago(c.get("CreatedTimestamp", 0), now),
+            container_status(c, now),
+            c.get("Name", ""),
+        ])
+    return table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
+
+
+def ps_json(containers: list[dict[str, Any]], now: float | None = None) -> str:
+    """A JSON array shaped like `podman ps --format json`'s (the keys pyctrd can fill)."""
+    out = []
+    for c in containers:
+        state = c.get("State", "")
+        out.append({
+            "AutoRemove": False,
+            "Command": c.get("Command", []),
+            "Created": int(seconds(c.get("CreatedTimestamp", 0))),
+            "CreatedAt": ago(c.get("CreatedTimestamp", 0), now),
+            "Exited": state == "exited",
+            "ExitedAt": int(seconds(c.get("FinishedTimestamp", 0))),
+            "ExitCode": c.get("ExitCode", 0),
+            "Id": c["Id"],
+            "Image": c.get("Image", ""),
+            "ImageID": c.get("ImageId", ""),
+            "Labels": c.get("Labels") or None,
+            "Mounts": [],
+            "Names": [c.get("Name", "")],
+            "Pid": c.get("PID", 0),
+            "StartedAt": int(seconds(c.get("StartedTimestamp", 0))),
+            "State": state,
+            "Status": container_status(c, now),
+        })
+    return json.dumps(out, indent=4)
+
+
+def split_reference(reference: str) -> tuple[str, str]:
+    """"name:tag" → (name, tag); a colon in a registry's host:port is not a tag."""
+    name, sep, tag = reference.rpartition(":")
+    if not sep or "/" in tag:
+        return reference, ""
+    return name, tag
+
+
+def images_table(images: list[dict[str, Any]], no_trunc: bool = False,
+                 now: float | None = None) -> str:
+    rows = []
+    for i in images:
+        repository, tag = split_reference(i.get("Reference", ""))
+        rows.append([
+            repository or "<none>",
+            tag or "<none>",
+            i["Id"] if no_trunc else i["Id"][:SHORT_ID],
+            ago(i.get("CreatedTimestamp", 0), now),
+            human_size(i.get("Size", 0)),
+        ])
+    return table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+
+
+def images_json(images: list[dict[str, Any]]) -> str:
+    """Shaped like `podman images --format json`'s entries."""
+    out = [{
+        "Id": i["Id"],
+        "Names": [i["Reference"]] if i.get("Reference") else [],
+        "Digest": i.get("Digest", ""),
+        "Created": int(seconds(i.get("CreatedTimestamp", 0))),
+        "Size": i.get("Size", 0),
+    } for i in images]
+    return json.dumps(out, indent=4)
+
+
+def rfc3339(micros: int) -> str:
+    return datetime.fromtimestamp(seconds(micros), UTC).isoformat().replace("+00:00", "Z")

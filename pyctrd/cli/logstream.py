@@ -1,0 +1,96 @@
+"""A container's output from OpenLog, printed to the stream it was written to.
+
+OpenLog gives one record per line: "<RFC 3339 time> <stdout|stderr> <text>".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import BinaryIO
+
+from pyctrd.cli.bus import Daemon, Ref
+
+READ_LIMIT = 1 << 22  # a record is at most 1 MiB (pyctrd cuts longer ones)
+
+
+async def open_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    """An asyncio reader of the pipe ``fd`` (which it takes over)."""
+    reader = asyncio.StreamReader(limit=READ_LIMIT)
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
+    return reader, transport
+
+
+def parse_record(line: bytes) -> tuple[bytes, str, bytes]:
+    """(time, stream, text without its newline)."""
+    stamp, stream, text = [*line.rstrip(b"\n").split(b" ", 2), b"", b""][:3]
+    return stamp, stream.decode(errors="replace"), text
+
+
+def output_for(stream: str) -> BinaryIO:
+    return sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
+
+
+async def count_records(daemon: Daemon, ref: Ref) -> int:
+    """How many records the log holds now (to skip them when following later)."""
+    fd = await daemon.call_for_fd(ref.path, "org.pyctrd1.Container", "OpenLog", "b", [False])
+    reader, transport = await open_reader(fd)
+    try:
+        count = 0
+        while chunk := await reader.read(1 << 16):
+            count += chunk.count(b"\n")
+        return count
+    finally:
+        transport.close()
+
+
+async def print_log(daemon: Daemon, ref: Ref, follow: bool, skip: int = 0,
+                    timestamps: bool = False, prefix: bytes = b"") -> None:
+    """Print the log's records from the ``skip``-th on, each text to its own stream."""
+    fd = await daemon.call_for_fd(ref.path, "org.pyctrd1.Container", "OpenLog", "b", [follow])
+    reader, transport = await open_reader(fd)
+    try:
+        seen = 0
+        while line := await reader.readline():
+            seen += 1
+            if seen <= skip:
+                continue
+            stamp, stream, text = parse_record(line)
+            out = output_for(stream)
+            out.write(prefix + (stamp + b" " if timestamps else b"") + text + b"\n")
+            out.flush()
+    finally:
+        transport.close()
+
+
+async def terminal_snapshot(daemon: Daemon, ref: Ref, skip: int = 0) -> bytes:
+    """What a terminal container has shown so far, as the bytes it wrote.
+
+    The log splits the terminal's output at newlines; the terminal wrote "\\r\\n"
+    for each, so a record ending in "\\r" had its newline and the others (a
+    prompt) did not. The first ``skip`` records (earlier runs) are left out.
+    """
+    fd = await daemon.call_for_fd(ref.path, "org.pyctrd1.Container", "OpenLog", "b", [False])
+    reader, transport = await open_reader(fd)
+    try:
+        out = bytearray()
+        seen = 0
+        while line := await reader.readline():
+            seen += 1
+            if seen <= skip:
+                continue
+            text = parse_record(line)[2]
+            out += text + b"\n" if text.endswith(b"\r") else text
+        return bytes(out)
+    finally:
+        transport.close()
+
+
+def overlap(before: bytes, after: bytes) -> int:
+    """The length of the longest end of ``before`` that ``after`` starts with."""
+    for size in range(min(len(before), len(after)), 0, -1):
+        if before.endswith(after[:size]):
+            return size
+    return 0

@@ -1,0 +1,178 @@
+"""create/run flags → CreateContainer's a{sv} options, parsed as podman parses them.
+
+Parsing only: nothing here talks to the daemon, so it is unit-tested directly.
+Values the daemon checks anyway (paths exist, signal names) are passed as given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from dbus_fast import Variant
+
+from pyctrd.cli.errors import CliError
+
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?) ?([bkmgtp])?(?:i?b)?$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+MEMORY_MIN = 6 << 20  # podman's floor: less cannot start a container
+
+
+def parse_memory(text: str) -> int:
+    """"512m", "1g", "1.5GiB", "100000" (bytes) → bytes; units are binary, as podman's."""
+    match = _MEMORY.match(text.strip())
+    if not match:
+        raise CliError(f"invalid memory limit {text!r}: give a number with an optional "
+                       "unit b, k, m, g (e.g. 512m or 1g)")
+    number, unit = match.groups()
+    size = int(float(number) * _UNITS[(unit or "").lower()])
+    if size < MEMORY_MIN:
+        raise CliError(f"memory limit {text!r} is below the minimum of 6m")
+    return size
+
+
+def parse_cpus(text: str) -> float:
+    """--cpus: how many CPUs' worth of time, a decimal such as 0.5 or 2."""
+    try:
+        cpus = float(text)
+    except ValueError:
+        raise CliError(f"invalid --cpus {text!r}: give a number of CPUs such as 0.5 or 2") \
+            from None
+    if not cpus >= 0 or cpus == float("inf"):  # also refuses nan
+        raise CliError(f"invalid --cpus {text!r}: it must be 0 (no limit) or more")
+    return cpus
+
+
+def parse_volume(spec: str, cwd: str | None = None) -> tuple[str, str, str]:
+    """-v SRC:DST[:OPTIONS] → (source, destination, options) for the mounts option.
+
+    Only host paths: pyctrd has no named volumes. A source starting with "."
+    is relative to the current directory, as podman takes it.
+    """
+    parts = spec.split(":")
+    if len(parts) < 2 or len(parts) > 3 or not parts[0] or not parts[1]:
+        raise CliError(f"invalid volume {spec!r}: give HOST-PATH:CONTAINER-PATH[:OPTIONS]")
+    source, destination = parts[0], parts[1]
+    options = parts[2] if len(parts) == 3 else ""
+    if source.startswith("."):
+        source = os.path.normpath(os.path.join(cwd or os.getcwd(), source))
+    if not source.startswith("/"):
+        raise CliError(f"invalid volume {spec!r}: {source!r} is not an absolute host path "
+                       "(pyctrd has no named volumes)")
+    if not destination.startswith("/"):
+        raise CliError(f"invalid volume {spec!r}: the container path {destination!r} "
+                       "must be absolute")
+    opts = [o for o in options.split(",") if o]
+    if "ro" in opts and "rw" in opts:
+        raise CliError(f"invalid volume {spec!r}: both ro and rw")
+    return source, destination, ",".join(opts)
+
+
+def parse_env(items: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """-e K=V as given; -e K takes K from our own environment (skipped if unset)."""
+    environ = os.environ if environ is None else environ
+    env = []
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not key:
+            raise CliError(f"invalid environment variable {item!r}: give KEY=VALUE or KEY")
+        if sep:
+            env.append(item)
+        elif key in environ:
+            env.append(f"{key}={environ[key]}")
+    return env
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """-l K=V (or K alone, an empty value)."""
+    labels = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise CliError(f"invalid label {item!r}: give KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def parse_entrypoint(text: str) -> list[str]:
+    """--entrypoint: a command, or a JSON array of its argv as podman accepts too."""
+    if text.lstrip().startswith("["):
+        try:
+            argv = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise CliError(f"invalid --entrypoint {text!r}: {err}") from None
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise CliError(f"invalid --entrypoint {text!r}: a JSON array of strings")
+        return argv
+    return [text] if text else []
+
+
+def parse_stop_signal(text: str) -> Variant:
+    """A number goes as u, a name as s; the daemon checks that it is a signal."""
+    return Variant("u", int(text)) if text.isdigit() else Variant("s", text)
+
+
+def container_command(args: argparse.Namespace, image_entrypoint: list[str]) -> list[str]:
+    """The argv to create with, with podman's meaning of image and flags.
+
+    A command replaces the image's Cmd but follows its Entrypoint; --entrypoint
+    replaces the Entrypoint and drops the Cmd. [] lets the daemon use the image's.
+    """
+    if args.entrypoint is not None:
+        argv = parse_entrypoint(args.entrypoint) + list(args.command)
+        if not argv:
+            raise CliError("--entrypoint '' leaves no command: give one after the image")
+        return argv
+    if args.command:
+        return [*image_entrypoint, *args.command]
+    return []
+
+
+def create_options(args: argparse.Namespace,
+                   environ: Mapping[str, str] | None = None) -> dict[str, Variant]:
+    """The CreateContainer options for the create/run flags in ``args``."""
+    opts: dict[str, Variant] = {}
+
+    def put(key: str, signature: str, value: Any) -> None:
+        opts[key] = Variant(signature, value)
+
+    if args.name:
+        put("name", "s", args.name)
+    if args.env:
+        put("env", "as", parse_env(args.env, environ))
+    if args.workdir:
+        put("workdir", "s", args.workdir)
+    if args.user:
+        put("user", "s", args.user)
+    if args.hostname:
+        put("hostname", "s", args.hostname)
+    if args.label:
+        put("labels", "a{ss}", parse_labels(args.label))
+    if args.volume:
+        put("mounts", "a(sss)", [list(parse_volume(v)) for v in args.volume])
+    if args.memory:
+        put("memory_limit", "t", parse_memory(args.memory))
+    if args.cpus:
+        put("cpu_quota", "d", parse_cpus(args.cpus))
+    if args.pids_limit is not None:
+        # podman: -1 (or 0) is no limit
+        put("pids_limit", "t", max(args.pids_limit, 0))
+    if args.network:
+        put("network", "s", args.network)
+    if args.read_only:
+        put("read_only", "b", True)
+    if args.stop_signal:
+        opts["stop_signal"] = parse_stop_signal(args.stop_signal)
+    if args.stop_timeout is not None:
+        if args.stop_timeout < 0:
+            raise CliError("--stop-timeout must be 0 or more seconds")
+        put("stop_timeout", "u", args.stop_timeout)
+    if args.tty:
+        put("terminal", "b", True)
+    if args.interactive:
+        put("stdin", "b", True)
+    return opts

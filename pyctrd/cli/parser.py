@@ -1,0 +1,209 @@
+"""pyctr's command line: every verb, flag and help text, and nothing else.
+
+The parser imports no D-Bus code (each verb names its handler as
+"module:function", loaded when it runs), so scripts/make-manpage and shell
+completion can load it cheaply anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = ("Manage pyctrd's containers and images, as podman does, over D-Bus. "
+               "Every CONTAINER may be a name, an ID or a unique ID prefix.")
+EPILOG = ("Exit status: 125 when pyctrd or the bus fails; run also exits with 126 or 127 "
+          "when the container's command cannot be invoked or found, otherwise with the "
+          "container's exit code.")
+
+
+def _handler(parser: argparse.ArgumentParser, handler: str) -> None:
+    parser.set_defaults(handler=handler)
+
+
+def _containers(parser: argparse.ArgumentParser, nargs: str = "+") -> None:
+    parser.add_argument("containers", nargs=nargs, metavar="CONTAINER",
+                        help="name, ID or unique ID prefix")
+
+
+def _container_flags(p: argparse.ArgumentParser) -> None:
+    """The flags create and run share."""
+    p.add_argument("--name", help="the container's name (default: a generated one)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
+                   help="set an environment variable; KEY alone copies ours (repeatable)")
+    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside")
+    p.add_argument("-u", "--user", metavar="USER[:GROUP]",
+                   help="user (name or uid) and optional group to run as")
+    p.add_argument("--hostname", help="the container's host name")
+    p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="add a label (repeatable)")
+    p.add_argument("-v", "--volume", action="append", default=[],
+                   metavar="SRC:DST[:OPTIONS]",
+                   help="bind-mount host path SRC at DST; OPTIONS such as ro (repeatable)")
+    p.add_argument("-m", "--memory", metavar="SIZE",
+                   help="memory limit: bytes, or a number with b, k, m or g (512m, 1g)")
+    p.add_argument("--cpus", metavar="N", help="CPU limit in CPUs, such as 0.5 or 2")
+    p.add_argument("--pids-limit", type=int, metavar="N",
+                   help="most processes at once (-1 or 0: no limit)")
+    p.add_argument("--network", choices=["none", "host"],
+                   help="none (the default: a network namespace of its own) or host")
+    p.add_argument("--read-only", action="store_true",
+                   help="mount the root filesystem read-only")
+    p.add_argument("--stop-signal", metavar="SIGNAL",
+                   help="signal that stop sends first (default SIGTERM)")
+    p.add_argument("--stop-timeout", type=int, metavar="SECONDS",
+                   help="seconds stop waits before SIGKILL (default 10)")
+    p.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="keep the container's stdin open and pass ours to it")
+    p.add_argument("--entrypoint", metavar="COMMAND",
+                   help="replace the image's entrypoint (a command or a JSON array)")
+    p.add_argument("image", metavar="IMAGE", help="image reference, ID or unique ID prefix")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="command and arguments (default: the image's)")
+
+
+def _import_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE",
+                   help="OCI archive, docker archive or root filesystem tarball; - reads stdin")
+    p.add_argument("reference", nargs="?", default="", metavar="REFERENCE",
+                   help="name to give the image")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _handler(p, "images:cmd_import")
+
+
+def _images_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="print image IDs only")
+    p.add_argument("--no-trunc", action="store_true", help="print full image IDs")
+    p.add_argument("--format", choices=["table", "json"], default="table",
+                   help="table (default) or json")
+    _handler(p, "images:cmd_images")
+
+
+def _rmi_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true",
+                   help="remove the containers using the image too")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="reference, ID or ID prefix")
+    _handler(p, "images:cmd_rmi")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyctr", description=DESCRIPTION, epilog=EPILOG)
+    bus = parser.add_mutually_exclusive_group()
+    bus.add_argument("--address", metavar="ADDRESS",
+                     help="D-Bus address of pyctrd's bus (default: the system bus, "
+                     "or $DBUS_SYSTEM_BUS_ADDRESS)")
+    bus.add_argument("--user", dest="user_bus", action="store_true",
+                     help="talk to your own pyctrd on the session bus")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    # images
+    _import_flags(sub.add_parser("import", help="import an image from an archive",
+                                 description="Import an image: an OCI archive, a docker "
+                                 "archive or a root filesystem tarball (gzip or zstd too). "
+                                 "Prints its ID."))
+    image = sub.add_parser("image", help="manage images (import, ls, rm)")
+    image_sub = image.add_subparsers(dest="image_verb", required=True, metavar="COMMAND")
+    _import_flags(image_sub.add_parser("import", help="import an image from an archive"))
+    _images_flags(image_sub.add_parser("ls", aliases=["list"], help="list images"))
+    _rmi_flags(image_sub.add_parser("rm", help="remove images"))
+    _images_flags(sub.add_parser("images", help="list images"))
+    _rmi_flags(sub.add_parser("rmi", help="remove images"))
+
+    # creating and running
+    create = sub.add_parser("create", help="create a container; prints its ID")
+    _container_flags(create)
+    _handler(create, "run:cmd_create")
+    run = sub.add_parser(
+        "run", help="create and start a container, attached to its output",
+        description="Create and start a container. Without -d, print its output and exit "
+        "with its exit code; with -it, give it this terminal.")
+    run.add_argument("-d", "--detach", action="store_true",
+                     help="run in the background and print the container's ID")
+    run.add_argument("--rm", action="store_true", help="remove the container once it exits")
+    run.add_argument("--detach-keys", default="", metavar="KEYS",
+                     help="keys that detach from an -it container (default ctrl-p,ctrl-q)")
+    _container_flags(run)
+    _handler(run, "run:cmd_run")
+
+    # listing and looking
+    ps = sub.add_parser("ps", help="list containers")
+    ps.add_argument("-a", "--all", action="store_true", help="all, not only running ones")
+    ps.add_argument("-q", "--quiet", action="store_true", help="print container IDs only")
+    ps.add_argument("--no-trunc", action="store_true", help="do not shorten IDs and commands")
+    ps.add_argument("--format", choices=["table", "json"], default="table",
+                    help="table (default) or json (podman's keys)")
+    _handler(ps, "info:cmd_ps")
+    inspect = sub.add_parser("inspect", help="print containers' (or images') details as JSON")
+    inspect.add_argument("names", nargs="+", metavar="NAME", help="container or image")
+    _handler(inspect, "info:cmd_inspect")
+    logs = sub.add_parser("logs", help="print a container's output")
+    logs.add_argument("-f", "--follow", action="store_true", help="follow until it exits")
+    logs.add_argument("-t", "--timestamps", action="store_true", help="show each line's time")
+    logs.add_argument("-n", "--tail", type=int, metavar="N", help="only the last N lines")
+    _containers(logs)
+    _handler(logs, "info:cmd_logs")
+
+    # life cycle
+    start = sub.add_parser("start", help="start containers")
+    start.add_argument("-a", "--attach", action="store_true",
+                       help="print its output and exit with its exit code")
+    start.add_argument("-i", "--interactive", action="store_true",
+                       help="with -a: pass our stdin to it")
+    start.add_argument("--detach-keys", default="", metavar="KEYS",
+                       help="keys that detach from a terminal (default ctrl-p,ctrl-q)")
+    _containers(start)
+    _handler(start, "run:cmd_start")
+    for verb, what in (("stop", "stop containers: the stop signal, then SIGKILL"),
+                       ("restart", "stop containers if running, then start them")):
+        p = sub.add_parser(verb, help=what)
+        p.add_argument("-t", "--time", type=int, metavar="SECONDS",
+                       help="seconds to wait before SIGKILL (default: the container's)")
+        _containers(p)
+        _handler(p, f"lifecycle:cmd_{verb}")
+    kill = sub.add_parser("kill", help="send a signal to containers")
+    kill.add_argument("-s", "--signal", default="SIGKILL", metavar="SIGNAL",
+                      help="name or number (default SIGKILL)")
+    _containers(kill)
+    _handler(kill, "lifecycle:cmd_kill")
+    for verb, what in (("pause", "freeze all processes of containers"),
+                       ("unpause", "thaw paused containers"),
+                       ("wait", "wait for containers to exit; print their exit codes")):
+        p = sub.add_parser(verb, help=what)
+        _containers(p)
+        _handler(p, f"lifecycle:cmd_{verb}")
+    rm = sub.add_parser("rm", help="remove containers")
+    rm.add_argument("-f", "--force", action="store_true", help="stop running ones first")
+    _containers(rm)
+    _handler(rm, "lifecycle:cmd_rm")
+
+    # storage
+    mount = sub.add_parser("mount", help="mount containers' root filesystems; print where "
+                           "(without CONTAINER: list mounted ones)")
+    _containers(mount, nargs="*")
+    _handler(mount, "lifecycle:cmd_mount")
+    unmount = sub.add_parser("unmount", aliases=["umount"], help="undo mount")
+    _containers(unmount)
+    _handler(unmount, "lifecycle:cmd_unmount")
+    export = sub.add_parser("export", help="write a container's root filesystem as a tar")
+    export.add_argument("-o", "--output", metavar="FILE", help="file to write (default stdout)")
+    export.add_argument("container", metavar="CONTAINER", help="name, ID or unique ID prefix")
+    _handler(export, "info:cmd_export")
+
+    # streams
+    attach = sub.add_parser("attach", help="join a running container's stdio (or terminal)")
+    attach.add_argument("--detach-keys", default="", metavar="KEYS",
+                        help="keys that detach (default ctrl-p,ctrl-q)")
+    attach.add_argument("--no-stdin", action="store_true", help="do not pass our stdin")
+    attach.add_argument("container", metavar="CONTAINER", help="name, ID or unique ID prefix")
+    _handler(attach, "run:cmd_attach")
+    events = sub.add_parser("events", help="print containers' and images' events as they "
+                            "happen")
+    events.add_argument("--format", choices=["text", "json"], default="text",
+                        help="one line of text (default) or a JSON object per event")
+    _handler(events, "events:cmd_events")
+
+    # for the shell completion script; not shown in help
+    complete = sub.add_parser("__complete")
+    complete.add_argument("kind", choices=["containers", "images"])
+    _handler(complete, "complete:cmd_complete")
+    return parser
