@@ -164,7 +164,7 @@ class ContainerInterface(VarlinkInterface, name=CONTAINER):
                 raise NoSuchContainer(f"container {container.name} has been removed")
             return inspect_info(container.inspect())
 
-    @varlinkmethod(return_parameter="event")
+    @varlinkmethod(return_parameter="event", delay_generator=False)  # never held back
     async def Watch(self, *, existing: bool | None = None) -> AsyncIterator[ContainerEvent]:
         """Called with more: a ready event, then one event per change (added,
         removed, changed with the fields that changed) until the client hangs up.

@@ -72,7 +72,7 @@ class ImageInterface(VarlinkInterface, name=IMAGE):
             image = self._runtime.lookup_image(reference)
             await self._runtime.remove_image(image, bool(force))
 
-    @varlinkmethod(return_parameter="event")
+    @varlinkmethod(return_parameter="event", delay_generator=False)  # never held back
     async def Watch(self, *, existing: bool | None = None) -> AsyncIterator[ImageEvent]:
         """As io.pyctrd.Container.Watch, for images."""
 
