@@ -18,6 +18,7 @@ from typing import TextIO
 CHUNK = 1 << 20
 REDRAW_EVERY = 0.1  # seconds
 BAR_WIDTH = 30
+PROGRESS_MIN_SIZE = 1 << 20  # a smaller archive imports before a bar would say anything
 
 
 def _mb(size: int) -> str:
@@ -106,4 +107,4 @@ def wants_progress(fd: int, quiet: bool) -> int:
     if quiet or not sys.stderr.isatty():
         return 0
     st = os.fstat(fd)
-    return st.st_size if st.st_size > 0 and stat.S_ISREG(st.st_mode) else 0
+    return st.st_size if st.st_size >= PROGRESS_MIN_SIZE and stat.S_ISREG(st.st_mode) else 0
