@@ -106,6 +106,8 @@ SYSTEMD_USER_DIR := $(PREFIX)/lib/systemd/user
 TMPFILES_DIR := $(PREFIX)/lib/tmpfiles.d
 CONFIG_DIR := /etc/pyctrd
 INTERFACES := org.pyctrd1.Manager.xml org.pyctrd1.Container.xml org.pyctrd1.Image.xml
+VARLINK_DIR := /usr/share/varlink
+VARLINK_INTERFACES := io.pyctrd.Container.varlink io.pyctrd.Image.varlink
 SUBST := sed -e 's|@bindir@|$(BINDIR)|g' -e 's|@docdir@|$(DOCDIR)|g'
 
 .PHONY: install uninstall
@@ -123,6 +125,9 @@ install:
 		"$(DESTDIR)$(SYSTEMD_USER_DIR)/pyctrd.service"
 	install -d "$(DESTDIR)$(DBUS_INTERFACE_DIR)"
 	install -m 0644 $(addprefix dbus/,$(INTERFACES)) "$(DESTDIR)$(DBUS_INTERFACE_DIR)/"
+	@# Varlink definitions (also in the Python package): beside others' where that dir exists.
+	if [ -d "$(DESTDIR)$(VARLINK_DIR)" ]; then \
+		install -m 0644 $(addprefix varlink/,$(VARLINK_INTERFACES)) "$(DESTDIR)$(VARLINK_DIR)/"; fi
 	install -D -m 0644 policy/org.pyctrd1.policy "$(DESTDIR)$(POLKIT_ACTION_DIR)/org.pyctrd1.policy"
 	install -D -m 0644 policy/50-pyctrd.rules.example "$(DESTDIR)$(DOCDIR)/50-pyctrd.rules.example"
 	install -m 0644 README.md "$(DESTDIR)$(DOCDIR)/README.md"
@@ -144,6 +149,7 @@ uninstall:
 		"$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/pyctrd.service" \
 		"$(DESTDIR)$(SYSTEMD_USER_DIR)/pyctrd.service" \
 		"$(DESTDIR)$(TMPFILES_DIR)/pyctrd.conf"
+	rm -f $(addprefix "$(DESTDIR)$(VARLINK_DIR)/,$(addsuffix ",$(VARLINK_INTERFACES)))
 	-rmdir "$(DESTDIR)$(DOCDIR)" 2>/dev/null
 	@# The config goes only if unchanged; an edited one is the admin's.
 	@if cmp -s etc/pyctrd.toml "$(DESTDIR)$(CONFIG_DIR)/pyctrd.toml"; then \
