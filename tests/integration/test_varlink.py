@@ -496,3 +496,51 @@ def test_a_watch_client_that_stops_reading_is_dropped_not_waited_for(
         for client in (stalled, driver):
             client.close()
         healthy.close()
+
+
+# --------------------------------------------------------------------------
+# the pieces, without a daemon
+
+
+def test_every_method_is_guarded_or_open() -> None:
+    from pyctrd.varlink.authz import DBUS_METHOD, UnknownMethod, varlink_action
+    from pyctrd.varlink.container import ContainerInterface
+    from pyctrd.varlink.image import ImageInterface
+
+    for interface in (ContainerInterface, ImageInterface):
+        methods = {m for m in dir(interface) if hasattr(getattr(interface, m),
+                                                        "_varlink_signature")}
+        assert methods == set(DBUS_METHOD[interface.name]), interface.name
+    assert varlink_action(CONTAINER, "Start") == "org.pyctrd1.container.manage"
+    assert varlink_action(CONTAINER, "Create") == "org.pyctrd1.container.create"
+    assert varlink_action(CONTAINER, "Inspect") == "org.pyctrd1.container.inspect"
+    assert varlink_action(IMAGE, "Import") == "org.pyctrd1.image.manage"
+    assert varlink_action(CONTAINER, "Wait") is None
+    assert varlink_action(CONTAINER, "Watch") is None
+    with pytest.raises(UnknownMethod):
+        varlink_action(CONTAINER, "Frobnicate")
+
+
+def test_a_watch_queue_is_bounded() -> None:
+    from pyctrd.varlink.watch import WatchQueue
+
+    dropped = []
+    q: WatchQueue[int] = WatchQueue(3, lambda: dropped.append(True))
+    for i in range(3):
+        q.put(i)
+    assert not q.overflowed
+    q.put(3)
+    assert q.overflowed and dropped == [True]
+    q.put(4)  # after an overflow, nothing more is kept or reported
+    assert dropped == [True] and len(q._items) == 0
+
+
+def test_snake_case_and_the_peer_start_time() -> None:
+    from pyctrd.varlink.peer import process_start_time
+    from pyctrd.varlink.types import snake_case
+
+    assert [snake_case(n) for n in ("Id", "ImageId", "PID", "OOMKilled", "LogPath")] == [
+        "id", "image_id", "pid", "oom_killed", "log_path"]
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    assert process_start_time(os.getpid()) == int(fields[19]) > 0
+    assert process_start_time(0) == 0
