@@ -150,7 +150,7 @@ async def test_50_clients_drive_20_containers(fresh_daemon: Any, client_factory:
     # a Stop that gets the container after another one finds it exited
     assert set(stops) <= {"ok", ERROR + "InvalidState"}, set(stops)
     assert waits == [[0]] * CLIENTS, Counter(str(w) for w in waits)
-    assert took < 5, f"50 Stops and Waits took {took:.1f} s"
+    assert took < 10, f"50 Stops and Waits took {took:.1f} s"  # hung ones would take 30
     assert not process_alive(pid)
     assert await admin.state(target) == "exited"
 
