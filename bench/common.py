@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -192,7 +193,7 @@ def append_section(output: str | None, title: str, machine_text: str, lines: lis
     """Append one run's results to RESULTS.md: title, exact command, machine, table."""
     if not output:
         return
-    command = " ".join([".venv/bin/python", *[_rel(a) for a in sys.argv]])
+    command = shlex.join([".venv/bin/python", *[_rel(a) for a in sys.argv]])
     text = (f"\n## {title}: {time.strftime('%Y-%m-%d %H:%M')}\n\n"
             f"Command: `{command}`\n\nMachine: {machine_text}\n\n")
     if note:
