@@ -5,7 +5,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,8 @@ class ContainerConfig:
 
 
 def build_config(image: Image, image_root: Path | Sequence[Path], command: list[str],
-                 options: dict[str, Any], taken_names: set[str]) -> ContainerConfig:
+                 options: dict[str, Any],
+                 taken_names: Collection[str]) -> ContainerConfig:
     """Validate ``options`` (plain Python values) and resolve them against the image."""
     unknown = set(options) - OPTION_NAMES
     if unknown:

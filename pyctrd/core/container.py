@@ -254,9 +254,11 @@ class Container:
 
     async def _teardown(self) -> None:
         """Remove's destructive part; each step may be repeated after a crash."""
-        await self._cleanup_runtime()
+        if self.status.needs_cleanup or self._runtime_dir().exists():
+            # Usually done already, right after the exit: runc delete costs ~7 ms.
+            await self._cleanup_runtime()
         checkpoint("remove:runtime-deleted")
-        rootfs.destroy(self.paths)
+        await asyncio.to_thread(rootfs.destroy, self.paths)
         with contextlib.suppress(FileNotFoundError):
             self._env.layout.exit_file(self.id).unlink()
         await asyncio.to_thread(_remove_tree, self._env.layout.bundle(self.id))

@@ -1,6 +1,7 @@
 """Generated container names: adjective_noun, as podman and docker do."""
 
 import random
+from collections.abc import Collection
 
 ADJECTIVES = (
     "agile bold brave bright calm clever cosmic crisp eager fancy gentle happy jolly "
@@ -14,7 +15,7 @@ NOUNS = (
 ).split()
 
 
-def generate_name(taken: set[str]) -> str:
+def generate_name(taken: Collection[str]) -> str:
     rng = random.SystemRandom()
     for attempt in range(100):
         name = f"{rng.choice(ADJECTIVES)}_{rng.choice(NOUNS)}"

@@ -221,7 +221,7 @@ class Runtime:
             raise Exists(f"the name {name!r} is already in use by container "
                          f"{self._names[name][:12]}; choose another name or remove it")
         config = build_config(image, self.layer_paths(image.id), command, options,
-                              set(self._names))
+                              self._names.keys())
         status = ContainerStatus()
         self.store.add_container(config.id, config.name, config.to_record(),
                                  status.to_record())
