@@ -183,7 +183,7 @@ class Runtime:
         if cid is None:
             raise NoSuchContainer(
                 f"no container has the name or ID {name_or_id!r}; "
-                "ListContainers shows the ones there are"
+                "list the containers to see which exist"
             )
         return self.containers[cid]
 
@@ -200,7 +200,7 @@ class Runtime:
         if iid is None:
             raise NoSuchImage(
                 f"no image has the reference or ID {reference_or_id!r}; "
-                "import one with ImportImage or see ListImages"
+                "list the images to see which exist, or import one"
             )
         return self.images[iid]
 

@@ -198,7 +198,7 @@ def test_tmpfiles_entry(usr: Path) -> None:
     lines = [line.split() for line in
              file_in(usr, "/usr/lib/tmpfiles.d/pyctrd.conf").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
-    assert lines == [["d", "/run/pyctrd", "0700", "root", "root", "-"]]
+    assert lines == [["d", "/run/pyctrd", "0711", "root", "root", "-"]]
 
 
 def test_default_config_documents_every_key_with_its_default(usr: Path, tmp_path: Path) -> None:
