@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,8 @@ DBUS_PATH = "/org/freedesktop/DBus"
 ERROR = "org.pyctrd1.Error."
 
 START_TIMEOUT = 30.0
+# Exits 0 on SIGTERM; /ready tells the trap is set (see Client.run_cooperative).
+COOPERATIVE = ["sh", "-c", "trap 'exit 0' TERM; touch /ready; while :; do sleep 0.1; done"]
 STOP_TIMEOUT = 30.0
 
 # CreateContainer options and their D-Bus types (shared/API.md); stop_signal is
@@ -625,6 +628,20 @@ class Client:
         """Create and Start; the path of the running container."""
         path = await self.create(command, **options)
         await self.ctr(path, "Start")
+        return path
+
+    async def run_cooperative(self, **options: Any) -> str:
+        """Run a PID 1 that exits 0 on SIGTERM, once its trap is set.
+
+        Until the shell has run `trap`, PID 1 has no handler and the kernel drops
+        SIGTERM, so a Stop or Kill right after Start would meet SIGKILL's 137.
+        """
+        path = await self.run(COOPERATIVE, **options)
+        ready = Path(await self.prop(path, "Mountpoint")) / "ready"
+        deadline = time.monotonic() + START_TIMEOUT
+        while not ready.exists():  # written by the container: no event to wait on
+            assert time.monotonic() < deadline, f"{ready} did not appear"
+            await asyncio.sleep(0.01)
         return path
 
     async def import_image(self, archive: Path, reference: str) -> tuple[str, str]:

@@ -167,7 +167,7 @@ async def test_stop_escalates_to_sigkill(bus):
 
 
 async def test_stop_cooperative_is_prompt(bus):
-    path = await bus.run(COOPERATIVE)
+    path = await bus.run_cooperative()
     t0 = time.monotonic()
     await bus.ctr(path, "Stop", "u", [10])
     assert time.monotonic() - t0 < 3.0
@@ -177,7 +177,7 @@ async def test_stop_cooperative_is_prompt(bus):
 @pytest.mark.parametrize(("signal", "code"), [("SIGKILL", 137), ("9", 137), ("TERM", 0),
                                               ("SIGTERM", 0), ("15", 0)])
 async def test_kill(bus, signal, code):
-    path = await bus.run(COOPERATIVE)
+    path = await bus.run_cooperative()
     await bus.ctr(path, "Kill", "s", [signal])
     (exit_code,) = await bus.ctr(path, "Wait", timeout=10)
     assert exit_code == code
@@ -187,7 +187,7 @@ async def test_kill(bus, signal, code):
 
 @pytest.mark.parametrize("signal", ["SIGBOGUS", "BOGUS", "0", "999", ""])
 async def test_kill_bad_signal(bus, signal):
-    path = await bus.run(COOPERATIVE)
+    path = await bus.run_cooperative()
     pid = await bus.prop(path, "PID")
     err = await bus.fails(bus.ctr(path, "Kill", "s", [signal]))
     assert err.type == "org.pyctrd1.Error.InvalidArgument"

@@ -110,13 +110,13 @@ async def test_sigterm_leaves_containers_and_restart_adopts_them(fresh_daemon,
                                                                   client_factory):
     d = fresh_daemon()
     first = await client_factory(d.bus_address)
-    path = await first.run(COOPERATIVE, name="survivor")
+    path = await first.run_cooperative(name="survivor")
     pid = await first.prop(path, "PID")
     started = await first.prop(path, "StartedTimestamp")
     exiting = await first.run(["sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.1; done"],
                               name="exits-while-down")
     exiting_pid = await first.prop(exiting, "PID")
-    paused = await first.run(COOPERATIVE, name="paused-across")
+    paused = await first.run_cooperative(name="paused-across")
     await first.ctr(paused, "Pause")
     paused_pid = await first.prop(paused, "PID")
     done = await first.create(["sh", "-c", "exit 5"], name="done-before")

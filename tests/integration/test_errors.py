@@ -114,7 +114,7 @@ async def test_pause_configured_is_invalid_state(bus):
 
 
 async def test_unmount_running_is_invalid_state(bus):
-    path = await bus.run(COOPERATIVE)
+    path = await bus.run_cooperative()
     mountpoint = await bus.prop(path, "Mountpoint")
     assert os.path.ismount(mountpoint)
     err = await bus.fails(bus.ctr(path, "Unmount"))

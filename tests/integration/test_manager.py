@@ -141,7 +141,7 @@ async def test_added_removed_announcements(bus):
 
 async def test_remove_container_by_name_force(bus):
     rec = await bus.recorder()
-    path = await bus.run(COOPERATIVE, name="om-force-removed")
+    path = await bus.run_cooperative(name="om-force-removed")
     pid = await bus.prop(path, "PID")
     err = await bus.fails(bus.manager("RemoveContainer", "sb", ["om-force-removed", False]))
     assert err.type == "org.pyctrd1.Error.InvalidState"
@@ -194,7 +194,7 @@ async def test_concurrent_starts(bus):
 
 
 async def test_stop_and_wait_from_three_clients(bus, daemon, client_factory):
-    path = await bus.run(COOPERATIVE)
+    path = await bus.run_cooperative()
     clients = [await client_factory(daemon.bus_address) for _ in range(3)]
 
     async def stop(client):

@@ -37,7 +37,7 @@ async def restart(daemon, client_factory):
 async def test_kill9_keeps_container_running_and_readopts_it(fresh_daemon, client_factory):
     d = fresh_daemon()
     bus = await client_factory(d.bus_address)
-    path = await bus.run(COOPERATIVE, name="keeps")
+    path = await bus.run_cooperative(name="keeps")
     pid = await bus.prop(path, "PID")
     d.kill9()
     assert alive(pid), "the container died with the daemon"
@@ -141,8 +141,8 @@ async def test_new_boot_turns_active_containers_exited_and_they_start_again(
         fresh_daemon, client_factory):
     d = fresh_daemon()
     bus = await client_factory(d.bus_address)
-    running = await bus.run(COOPERATIVE, name="was-running")
-    paused = await bus.run(COOPERATIVE, name="was-paused")
+    running = await bus.run_cooperative(name="was-running")
+    paused = await bus.run_cooperative(name="was-paused")
     await bus.ctr(paused, "Pause")
     created = await bus.create(COOPERATIVE, name="was-created")
     await bus.ctr(created, "Init")
