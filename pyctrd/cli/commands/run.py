@@ -19,14 +19,14 @@ ACTIVE = ("running", "paused")
 
 
 async def _create(daemon: Daemon, args: argparse.Namespace) -> Ref:
-    entrypoint: list[str] = []
-    if args.command and args.entrypoint is None:
-        # podman: a command replaces the image's Cmd, after its Entrypoint
-        image = await daemon.image(args.image)
-        entrypoint = (await daemon.properties(image.path, IMAGE)).get("Entrypoint", [])
-    argv = container_command(args, entrypoint)
     options = create_options(args)
     try:
+        entrypoint: list[str] = []
+        if args.command and args.entrypoint is None:
+            # podman: a command replaces the image's Cmd, after its Entrypoint
+            image = await daemon.image(args.image)
+            entrypoint = (await daemon.properties(image.path, IMAGE)).get("Entrypoint", [])
+        argv = container_command(args, entrypoint)
         (path,) = await daemon.manager("CreateContainer", "sasa{sv}",
                                        [args.image, argv, options])
     except DaemonError as err:
