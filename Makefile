@@ -108,6 +108,10 @@ CONFIG_DIR := /etc/pyctrd
 INTERFACES := org.pyctrd1.Manager.xml org.pyctrd1.Container.xml org.pyctrd1.Image.xml
 VARLINK_DIR := /usr/share/varlink
 VARLINK_INTERFACES := io.pyctrd.Container.varlink io.pyctrd.Image.varlink
+# pyctr's man page (generated from its parser) and bash completion; bash-completion
+# and man search both /usr and /usr/local.
+MAN1_DIR := $(PREFIX)/share/man/man1
+BASH_COMPLETION_DIR := $(PREFIX)/share/bash-completion/completions
 SUBST := sed -e 's|@bindir@|$(BINDIR)|g' -e 's|@docdir@|$(DOCDIR)|g'
 
 .PHONY: install uninstall
@@ -132,6 +136,10 @@ install:
 	install -D -m 0644 policy/50-pyctrd.rules.example "$(DESTDIR)$(DOCDIR)/50-pyctrd.rules.example"
 	install -m 0644 README.md "$(DESTDIR)$(DOCDIR)/README.md"
 	install -D -m 0644 packaging/pyctrd.conf "$(DESTDIR)$(TMPFILES_DIR)/pyctrd.conf"
+	install -d "$(DESTDIR)$(MAN1_DIR)"
+	$(INSTALL_PYTHON) scripts/make-manpage "$(DESTDIR)$(MAN1_DIR)/pyctr.1"
+	chmod 0644 "$(DESTDIR)$(MAN1_DIR)/pyctr.1"
+	install -D -m 0644 completion/pyctr.bash "$(DESTDIR)$(BASH_COMPLETION_DIR)/pyctr"
 	@# An admin's edited config is never overwritten.
 	@if [ -e "$(DESTDIR)$(CONFIG_DIR)/pyctrd.toml" ]; then \
 		echo "install: keeping the existing $(DESTDIR)$(CONFIG_DIR)/pyctrd.toml"; \
@@ -148,7 +156,8 @@ uninstall:
 		"$(DESTDIR)$(DOCDIR)/50-pyctrd.rules.example" "$(DESTDIR)$(DOCDIR)/README.md" \
 		"$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/pyctrd.service" \
 		"$(DESTDIR)$(SYSTEMD_USER_DIR)/pyctrd.service" \
-		"$(DESTDIR)$(TMPFILES_DIR)/pyctrd.conf"
+		"$(DESTDIR)$(TMPFILES_DIR)/pyctrd.conf" \
+		"$(DESTDIR)$(MAN1_DIR)/pyctr.1" "$(DESTDIR)$(BASH_COMPLETION_DIR)/pyctr"
 	rm -f $(addprefix "$(DESTDIR)$(VARLINK_DIR)/,$(addsuffix ",$(VARLINK_INTERFACES)))
 	-rmdir "$(DESTDIR)$(DOCDIR)" 2>/dev/null
 	@# The config goes only if unchanged; an edited one is the admin's.
