@@ -189,17 +189,31 @@ async def relay_plain(sock: socket.socket, send_input: bool, close_on_eof: bool,
         sock.close()
 
 
+GIVE_UP_AFTER = 3  # ctrl-c's passed on before we stop following (PID 1 may ignore SIGINT)
+
+
 @contextlib.contextmanager
-def proxy_signals(daemon: Daemon, ref: Ref) -> Iterator[None]:
-    """While attached, signals sent to us go to the container instead."""
+def proxy_signals(daemon: Daemon, ref: Ref) -> Iterator[asyncio.Event]:
+    """While attached, signals sent to us go to the container instead.
+
+    The event yielded is set at the third SIGINT: the container ignores them
+    (a PID 1 without a handler does), and the user wants their shell back.
+    """
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
+    give_up = asyncio.Event()
+    interrupts = 0
 
     async def forward(signum: int) -> None:
         with contextlib.suppress(CliError):
             await daemon.container_call(ref, "Kill", "s", [signal.Signals(signum).name])
 
     def on_signal(signum: int) -> None:
+        nonlocal interrupts
+        if signum == signal.SIGINT:
+            interrupts += 1
+            if interrupts >= GIVE_UP_AFTER:
+                give_up.set()
         task = loop.create_task(forward(signum))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -210,7 +224,7 @@ def proxy_signals(daemon: Daemon, ref: Ref) -> Iterator[None]:
             loop.add_signal_handler(signum, on_signal, signum)
             installed.append(signum)
     try:
-        yield
+        yield give_up
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)

@@ -78,9 +78,10 @@ async def follow_started(daemon: Daemon, ref: Ref, tty: bool, interactive: bool,
         await print_log(daemon, ref, follow=False, skip=skip)
         return await _exit_code(daemon, ref, None)
 
-    with attach.proxy_signals(daemon, ref):
+    with attach.proxy_signals(daemon, ref) as give_up:
         # The log keeps stdout and stderr apart (an attach socket merges them).
         log = asyncio.ensure_future(print_log(daemon, ref, follow=True, skip=skip))
+        giving_up = asyncio.ensure_future(give_up.wait())
         feeder = None
         if interactive:
             sock = await _attach_socket(daemon, ref, detach_keys)
@@ -88,9 +89,14 @@ async def follow_started(daemon: Daemon, ref: Ref, tty: bool, interactive: bool,
                 feeder = asyncio.ensure_future(attach.relay_plain(
                     sock, send_input=True, close_on_eof=True, show_output=False))
         try:
-            await log
+            await asyncio.wait({log, giving_up}, return_when=asyncio.FIRST_COMPLETED)
+            if not log.done():
+                print(f"\npyctr: no longer following {ref.given}; it keeps running",
+                      file=sys.stderr)
+                return None
+            log.result()  # its error, if it failed
         finally:
-            for task in (log, feeder):
+            for task in (log, feeder, giving_up):
                 if task is not None and not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
