@@ -79,9 +79,14 @@ class Conmon:
         if req.terminal:
             argv.append("-t")
         if req.stdin:
-            # Without it conmon closes the container's stdin when the first attach
-            # client goes away, and nothing typed after a re-attach arrives.
-            argv += ["-i", "--leave-stdin-open"]
+            argv.append("-i")
+            if req.terminal:
+                # A shell outlives its clients: without this conmon closes stdin when
+                # the first one detaches and nothing typed after a re-attach arrives.
+                # A plain stdin is a pipe: the client's end of input must reach the
+                # command (`echo x | pyctr run -i busybox cat`), as with docker's
+                # StdinOnce.
+                argv.append("--leave-stdin-open")
         if req.log_size_max > 0:
             argv += ["--log-size-max", str(req.log_size_max)]
         return argv

@@ -131,9 +131,8 @@ async def test_closing_the_socket_leaves_it_running(bus):
     assert await bus.state(path) == "running"
 
 
-@pytest.mark.parametrize("kind", ["terminal", "plain"])
-async def test_attach_again_after_detaching(bus, kind):
-    path = await (shell(bus) if kind == "terminal" else bus.run(["cat"], stdin=True))
+async def test_attach_again_after_detaching(bus):
+    path = await shell(bus)
     first = await Attached.open(bus, path)
     await first.send(CTRL_P_CTRL_Q)
     await first.eof()
@@ -145,6 +144,19 @@ async def test_attach_again_after_detaching(bus, kind):
         await second.expect(b"again", timeout=3)
     finally:
         second.close()
+
+
+async def test_detaching_from_plain_stdin_ends_the_input(bus):
+    # Not a terminal: stdin is a pipe, and the client's end of input is its end.
+    path = await bus.run(["sh", "-c", "cat; echo after-eof"], stdin=True)
+    client = await Attached.open(bus, path)
+    await client.send(b"one\n")
+    await client.expect(b"one\n")
+    await client.send(CTRL_P_CTRL_Q)
+    await client.eof()
+    client.close()
+    (code,) = await bus.ctr(path, "Wait", timeout=10)
+    assert code == 0
 
 
 async def test_two_clients_at_once(bus):

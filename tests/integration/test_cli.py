@@ -179,9 +179,6 @@ def test_interactive_stdin_reaches_the_command(address: str) -> None:
                                                                    "done\n")
 
 
-@pytest.mark.xfail(raises=subprocess.TimeoutExpired, strict=True,
-                   reason="pyctrd runs conmon with --leave-stdin-open, so nothing can close "
-                   "a container's stdin: the end of ours never reaches it")
 def test_the_end_of_our_stdin_reaches_the_command(address: str) -> None:
     result = pyctr(address, "run", "--rm", "-i", "busybox", "cat", input="x\n", timeout=3)
     assert (result.returncode, result.stdout) == (0, "x\n")
