@@ -66,16 +66,17 @@ class ManagerInterface(ServiceInterface):
     @method()
     @translate_errors
     async def ListImages(self) -> "a(ssto)":
+        # one row per reference, as `podman images` lists each tag
         return [
-            [i.id, i.reference, i.size, image_path(i.id)]
+            [i.id, reference, i.size, image_path(i.id)]
             for i in self._runtime.images.values()
+            for reference in (i.references or [""])
         ]
 
     @method()
     @translate_errors
     async def RemoveImage(self, reference_or_id: "s", force: "b") -> None:
-        image = self._runtime.lookup_image(reference_or_id)
-        await self._runtime.remove_image(image, force)
+        await self._runtime.remove_image_named(reference_or_id, force)
 
     @dbus_property(access=PropertyAccess.READ)
     def Version(self) -> "s":

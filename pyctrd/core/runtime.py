@@ -291,6 +291,19 @@ class Runtime:
         self.store.add_image(image.id, image.to_record())
         self.listener.image_changed(image, ["Reference"])
 
+    async def remove_image_named(self, reference_or_id: str, force: bool) -> None:
+        """podman rmi: naming one reference of several only untags the image."""
+        image = self.lookup_image(reference_or_id)
+        named = next((c for c in (reference_or_id, f"{reference_or_id}:latest")
+                      if c in image.references), None)
+        if named is not None and len(image.references) > 1:
+            image.references = [r for r in image.references if r != named]
+            image.reference = image.references[0]
+            self.store.add_image(image.id, image.to_record())
+            self.listener.image_changed(image, ["Reference"])
+            return
+        await self.remove_image(image, force)
+
     async def remove_image(self, image: Image, force: bool) -> None:
         users = [c for c in self.containers.values() if c.config.image_id == image.id]
         if users and not force:

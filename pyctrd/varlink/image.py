@@ -69,8 +69,7 @@ class ImageInterface(VarlinkInterface, name=IMAGE):
         """Delete it; refused with InUse while containers use it, unless force
         (which removes those containers too)."""
         with ERRORS.translated(reference=reference):
-            image = self._runtime.lookup_image(reference)
-            await self._runtime.remove_image(image, bool(force))
+            await self._runtime.remove_image_named(reference, bool(force))
 
     @varlinkmethod(return_parameter="event", delay_generator=False)  # never held back
     async def Watch(self, *, existing: bool | None = None) -> AsyncIterator[ImageEvent]:

@@ -109,7 +109,8 @@ async def test_several_references_one_image(bus, tmp_path, busybox_tar):
         assert (await bus.manager("GetImage", "s", [ref]))[0] == path
     assert await bus.get_property(path, IMAGE, "Reference") == "refs/two:2"
     (images,) = await bus.manager("ListImages")
-    assert [i[1] for i in images if i[0] == image_id] == ["refs/two:2"]
+    # one row per reference, the primary (latest given) first, as `podman images`
+    assert [i[1] for i in images if i[0] == image_id] == ["refs/two:2", "refs/one:1"]
     # a reference given to another image moves; the other stays
     other = oci_archive(tmp_path / "o.tar", [tar_of([("x", b"x")])], Cmd=["true"])
     _, other_path = await bus.import_image(other, "refs/two:2")

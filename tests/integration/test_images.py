@@ -199,3 +199,23 @@ async def test_image_remove_refuses_in_use_and_layers_go(bus, daemon, make_varia
     await bus.call(image_path, IMAGE, "Remove", "b", [False])
     assert not layer_dir.exists()
     assert not os.path.exists(layer_dir)
+
+
+async def test_second_reference_is_a_tag_and_removing_it_untags(bus, busybox_tar, daemon):
+    assert (daemon.root / "layers" / daemon.image_id / "diff/bin/busybox").is_file()
+    image_id, _ = await bus.import_image(busybox_tar, "bb-second-tag")
+    assert image_id == daemon.image_id  # same content: the same image, one more reference
+    bus.imported.remove(image_id)  # the shared busybox image: the client must not remove it
+    (rows,) = await bus.manager("ListImages")
+    references = {ref for iid, ref, _size, _path in rows if iid == image_id}
+    assert {"busybox", "bb-second-tag"} <= references
+
+    await bus.manager("RemoveImage", "sb", ["bb-second-tag", False])
+    (rows,) = await bus.manager("ListImages")
+    references = {ref for iid, ref, _size, _path in rows if iid == image_id}
+    assert "bb-second-tag" not in references and "busybox" in references
+    (path,) = await bus.manager("GetImage", "s", ["busybox"])
+    assert path == daemon.image_path
+    err = await bus.fails(bus.manager("GetImage", "s", ["bb-second-tag"]))
+    assert err.type == "org.pyctrd1.Error.NoSuchImage"
+    assert (daemon.root / "layers" / daemon.image_id / "diff/bin/busybox").is_file()
