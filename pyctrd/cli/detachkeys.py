@@ -7,29 +7,19 @@ last bytes it sent were the sequence.
 from __future__ import annotations
 
 from pyctrd.cli.errors import CliError
+from pyctrd.errors import InvalidArgument
+from pyctrd.oci.attach import DEFAULT_DETACH_KEYS, parse_detach_keys
 
-DEFAULT = "ctrl-p,ctrl-q"
-_CTRL_SPECIALS = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+DEFAULT = DEFAULT_DETACH_KEYS
 
 
 def parse(spec: str) -> bytes:
-    """"ctrl-p,ctrl-q" → b"\\x10\\x11"; "" is the default."""
-    keys = bytearray()
-    for key in (spec or DEFAULT).split(","):
-        if len(key) == 1 and key.isascii():
-            keys.append(ord(key))
-        elif len(key) == 6 and key[:5].lower() == "ctrl-":
-            char = key[5].lower()
-            if "a" <= char <= "z":
-                keys.append(ord(char) - ord("a") + 1)
-            elif char in _CTRL_SPECIALS:
-                keys.append(_CTRL_SPECIALS[char])
-            else:
-                raise CliError(f"invalid detach key {key!r} in {spec!r}")
-        else:
-            raise CliError(f"invalid detach key {key!r} in {spec!r}: give one character "
-                           "or ctrl-<c>, comma-separated (e.g. ctrl-p,ctrl-q)")
-    return bytes(keys)
+    """"ctrl-p,ctrl-q" → b"\\x10\\x11"; "" is the default. The daemon's own parser,
+    so that pyctr and pyctrd never disagree on what detaches."""
+    try:
+        return parse_detach_keys(spec)
+    except InvalidArgument as err:
+        raise CliError(str(err)) from None
 
 
 class SentTail:
