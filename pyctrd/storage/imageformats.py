@@ -45,7 +45,7 @@ from pyctrd.storage.streams import (
     RecordingReader,
     read_exactly,
 )
-from pyctrd.storage.unpack import clean_name, unpack_layer
+from pyctrd.storage.unpack import clean_name, tar_members, unpack_layer
 
 SMALL_FILE = 64 << 10  # smaller members are kept in memory, whatever they are
 JSON_LIMIT = 4 << 20  # a JSON member up to this size is kept in memory
@@ -138,7 +138,7 @@ class ArchiveReader:
                 return self._read_rootfs(PrefixReader(recorder.stop(), plain), plain)
             recorder.stop()
             self._take_member(tar, first)
-            for member in _members(tar):
+            for member in tar_members(tar):
                 self._take_member(tar, member)
         if "index.json" in self._small:
             return self._resolve_oci()
@@ -390,20 +390,9 @@ def _name(member: tarfile.TarInfo) -> str:
     return "/".join(clean_name(member.name))
 
 
-def _members(tar: tarfile.TarFile) -> Iterable[tarfile.TarInfo]:
-    while True:
-        try:
-            member = tar.next()
-        except tarfile.TarError as err:
-            raise InvalidArgument(f"the archive is corrupt: {err}") from err
-        if member is None:
-            return
-        yield member
-
-
 def _first_named(tar: tarfile.TarFile) -> tarfile.TarInfo | None:
     """The first entry other than the archive's root ("./")."""
-    for member in _members(tar):
+    for member in tar_members(tar):
         with contextlib.suppress(InvalidArgument):
             if not clean_name(member.name):
                 continue

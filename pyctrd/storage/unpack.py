@@ -65,7 +65,7 @@ def unpack_layer(stream: Reader, dest: Path) -> LayerStats:
         except tarfile.ReadError as err:
             raise InvalidArgument(f"not a tar archive ({err})") from err
         with tar:
-            for member in _members(tar):
+            for member in tar_members(tar):
                 unpacker.apply(tar, member)
         unpacker.finish()
         return LayerStats(size=unpacker.size, entries=unpacker.entries)
@@ -74,7 +74,8 @@ def unpack_layer(stream: Reader, dest: Path) -> LayerStats:
         os.close(root_fd)
 
 
-def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+def tar_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The entries of a streamed tar; a corrupt archive is the caller's InvalidArgument."""
     while True:
         try:
             member = tar.next()
