@@ -76,13 +76,16 @@ def open_log(container: Container, follow: bool) -> int:
 
 
 async def attach(container: Container, detach_keys: str) -> socket.socket:
-    """A socket joined to the running container's stdio; the caller owns it.
+    """A socket joined to the container's stdio; the caller owns it.
+
+    A created container may be attached before Start (conmon already holds its
+    stdio), so a client sees the output from the first byte, as podman run does.
 
     Typing ``detach_keys`` (podman's syntax, "" for ctrl-p,ctrl-q) or closing
     the socket detaches; the container keeps running.
     """
     keys = oci_attach.parse_detach_keys(detach_keys)
-    _require(container, "Attach", frozenset({State.RUNNING}))
+    _require(container, "Attach", frozenset({State.CREATED, State.RUNNING}))
     conmon = await oci_attach.connect(_bundle(container))
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     _spawn(_relay(container.name, conmon, ours, keys), f"attach to {container.name}")

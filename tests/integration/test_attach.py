@@ -183,18 +183,30 @@ async def test_exit_ends_the_attach(bus):
     assert await bus.ctr(path, "Wait") == [3]
 
 
-@pytest.mark.parametrize("state", ["configured", "created", "exited"])
-async def test_attach_needs_a_running_container(bus, state):
+@pytest.mark.parametrize("state", ["configured", "exited"])
+async def test_attach_needs_a_created_or_running_container(bus, state):
     path = await bus.create(["cat"], stdin=True)
-    if state == "created":
-        await bus.ctr(path, "Init")
-    elif state == "exited":
+    if state == "exited":
         await bus.ctr(path, "Start")
         await bus.ctr(path, "Kill", "s", ["KILL"])
         await bus.ctr(path, "Wait")
     err = await bus.fails(call_for_fd(bus, path, "Attach", "s", [""]))
     assert err.type == ERROR + "InvalidState"
     assert f"it is {state}" in err.text and "running" in err.text
+
+
+async def test_attach_before_start_sees_the_first_output(bus):
+    path = await bus.create(["sh", "-c", "echo first-line; read x; echo got-$x"], stdin=True)
+    await bus.ctr(path, "Init")
+    client = await Attached.open(bus, path)
+    try:
+        await bus.ctr(path, "Start")
+        await client.expect(b"first-line\n")
+        await client.send(b"y\n")
+        await client.expect(b"got-y\n")
+    finally:
+        client.close()
+    assert await bus.ctr(path, "Wait") == [0]
 
 
 async def test_attach_to_a_paused_container_is_refused(bus):
