@@ -23,6 +23,7 @@ POINTS = (
     "remove:marked",         # removal recorded, nothing torn down yet
     "remove:runtime-deleted",  # runtime state gone, storage still there
     "remove:storage-destroyed",  # storage gone, the record still stored
+    "import:layers-stored",  # an import's layers are in place, the image not yet stored
 )
 
 _hook: Callable[[str], None] | None = None

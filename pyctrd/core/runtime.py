@@ -248,6 +248,7 @@ class Runtime:
         kept: list[str] = []  # layer references the new image takes over from the reader
         try:
             found = await asyncio.to_thread(reader.read, FdReader(fd))
+            checkpoint("import:layers-stored")
             image = image_from_archive(found)
             references = [reference] if reference else [
                 r for r in found.references if REFERENCE_RE.match(r)]

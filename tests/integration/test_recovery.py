@@ -209,3 +209,25 @@ async def test_removed_while_crashing_stays_removed(fresh_daemon, client_factory
     assert mounts_under(d.root, d.run_root) == []
     # and the name is free again
     await bus.create(["true"], name="doomed")
+
+
+async def test_import_cut_short_leaves_no_layer_and_can_be_repeated(
+        fresh_daemon, client_factory, make_variant_tar):
+    d = fresh_daemon()
+    d.sigterm()
+    d.crash_at = "import:layers-stored"
+    bus = await restart(d, client_factory)
+    layers_before = set(os.listdir(d.root / "layers"))
+    archive = make_variant_tar("cut-short")
+    await bus.fails(bus.import_image(archive, "cut-short"))
+    d.wait_crashed()
+    assert set(os.listdir(d.root / "layers")) > layers_before  # the layer was in place
+
+    d.crash_at = None
+    bus = await restart(d, client_factory)
+    err = await bus.fails(bus.manager("GetImage", "s", ["cut-short"]))
+    assert err.type == ERROR + "NoSuchImage"
+    assert set(os.listdir(d.root / "layers")) == layers_before
+    assert os.listdir(d.root / "tmp") == []
+    image_id, _ = await bus.import_image(archive, "cut-short")
+    assert (await bus.manager("GetImage", "s", ["cut-short"]))[0].endswith(image_id)
