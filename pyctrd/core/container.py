@@ -119,6 +119,11 @@ class Container:
         )
 
     @property
+    def bundle(self) -> Path:
+        """Per boot: the OCI bundle, conmon's pid files, ctl FIFO and attach socket."""
+        return self._env.layout.bundle(self.id)
+
+    @property
     def log_path(self) -> Path:
         return self._env.layout.log_file(self.id)
 

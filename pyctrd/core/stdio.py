@@ -49,9 +49,7 @@ def _require(container: Container, operation: str, allowed: frozenset[State]) ->
 
 
 def _bundle(container: Container) -> Path:
-    # The core keeps the bundle (conmon's ctl FIFO and attach socket) in its
-    # layout; it has no public accessor for it yet.
-    return container._env.layout.bundle(container.id)
+    return container.bundle  # conmon's ctl FIFO and attach socket live there
 
 
 async def _exited(container: Container) -> None:
