@@ -210,12 +210,12 @@ async def bus_driver(bus: MessageBus, member: str, signature: str = "",
     return await dbus_call(bus, DBUS_NAME, DBUS_PATH, DBUS_NAME, member, signature, body)
 
 
-async def wait_for_name(address: str, pid: int, timeout: float) -> str:
-    """Wait until org.pyctrd1 has an owner; its unique name.
+async def wait_for_name(address: str, pid: int, timeout: float, name: str = BUS_NAME) -> str:
+    """Wait until ``name`` (org.pyctrd1 by default) has an owner; its unique name.
 
     Subscribes to NameOwnerChanged first, then asks NameHasOwner, so the
     moment cannot slip between the two. A pidfd ends the wait early if the
-    daemon dies instead.
+    process ``pid`` that should take the name dies instead.
     """
     bus = await MessageBus(bus_address=address).connect()
     loop = asyncio.get_running_loop()
@@ -224,7 +224,7 @@ async def wait_for_name(address: str, pid: int, timeout: float) -> str:
 
     def on_message(msg: Message) -> None:
         if (msg.message_type is MessageType.SIGNAL and msg.member == "NameOwnerChanged"
-                and msg.body[0] == BUS_NAME and msg.body[2]):
+                and msg.body[0] == name and msg.body[2]):
             owned.set()
 
     bus.add_message_handler(on_message)
@@ -232,8 +232,8 @@ async def wait_for_name(address: str, pid: int, timeout: float) -> str:
     loop.add_reader(pidfd, died.set)
     try:
         await bus_driver(bus, "AddMatch", "s", [
-            f"type='signal',sender='{DBUS_NAME}',member='NameOwnerChanged',arg0='{BUS_NAME}'"])
-        (has_owner,) = await bus_driver(bus, "NameHasOwner", "s", [BUS_NAME])
+            f"type='signal',sender='{DBUS_NAME}',member='NameOwnerChanged',arg0='{name}'"])
+        (has_owner,) = await bus_driver(bus, "NameHasOwner", "s", [name])
         if not has_owner:
             waits = [asyncio.ensure_future(owned.wait()), asyncio.ensure_future(died.wait())]
             try:
@@ -242,11 +242,11 @@ async def wait_for_name(address: str, pid: int, timeout: float) -> str:
             finally:
                 for w in waits:
                     w.cancel()
-        (has_owner,) = await bus_driver(bus, "NameHasOwner", "s", [BUS_NAME])
+        (has_owner,) = await bus_driver(bus, "NameHasOwner", "s", [name])
         if not has_owner:
-            raise RuntimeError("pyctrd exited before taking org.pyctrd1" if died.is_set()
-                               else f"org.pyctrd1 did not appear within {timeout:.0f} s")
-        (owner,) = await bus_driver(bus, "GetNameOwner", "s", [BUS_NAME])
+            raise RuntimeError(f"process {pid} exited before taking {name}" if died.is_set()
+                               else f"{name} did not appear within {timeout:.0f} s")
+        (owner,) = await bus_driver(bus, "GetNameOwner", "s", [name])
         return str(owner)
     finally:
         loop.remove_reader(pidfd)

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import json
@@ -26,6 +25,7 @@ import signal
 import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from conftest import (
     Daemon,
     bus_driver,
     run_coro,
+    wait_for_name,
     wait_pid_gone,
 )
 from dbus_fast import Message, MessageType, Variant
@@ -66,44 +67,6 @@ def world_traversable_dir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     path.chmod(0o755)
     return path
-
-
-async def wait_for_owner(address: str, name: str, pid: int, timeout: float) -> str:
-    """Wait until ``name`` has an owner on the bus (or process ``pid`` dies); the owner."""
-    bus = await MessageBus(bus_address=address).connect()
-    loop = asyncio.get_running_loop()
-    owned, died = asyncio.Event(), asyncio.Event()
-
-    def on_message(msg: Message) -> None:
-        if (msg.message_type is MessageType.SIGNAL and msg.member == "NameOwnerChanged"
-                and msg.body[0] == name and msg.body[2]):
-            owned.set()
-
-    bus.add_message_handler(on_message)
-    pidfd = os.pidfd_open(pid)
-    loop.add_reader(pidfd, died.set)
-    try:
-        await bus_driver(bus, "AddMatch", "s", [
-            f"type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',"
-            f"arg0='{name}'"])
-        (has_owner,) = await bus_driver(bus, "NameHasOwner", "s", [name])
-        if not has_owner:
-            waits = [asyncio.ensure_future(owned.wait()), asyncio.ensure_future(died.wait())]
-            try:
-                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
-        (has_owner,) = await bus_driver(bus, "NameHasOwner", "s", [name])
-        if not has_owner:
-            raise RuntimeError(f"process {pid} exited before taking {name}" if died.is_set()
-                               else f"{name} did not appear within {timeout:.0f} s")
-        (owner,) = await bus_driver(bus, "GetNameOwner", "s", [name])
-        return str(owner)
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        bus.disconnect()
 
 
 class SystemBus:
@@ -204,8 +167,8 @@ class Polkitd:
                 env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                      "DBUS_SYSTEM_BUS_ADDRESS": self.bus.address, "LANG": "C.UTF-8"})
         try:
-            run_coro(wait_for_owner(self.bus.address, POLKIT_NAME, self.proc.pid,
-                                    START_TIMEOUT))
+            run_coro(wait_for_name(self.bus.address, self.proc.pid, START_TIMEOUT,
+                                   name=POLKIT_NAME))
         except RuntimeError as err:
             self.stop()
             raise RuntimeError(f"{err}\n{self.log_path.read_text(errors='replace')}") from err
@@ -301,6 +264,31 @@ def call_as(user: str | int, address: str, calls: list[dict[str, Any]],
 
 
 @functools.cache
+@contextlib.contextmanager
+def polkit_system(directory: Path, daemon_base: Path, busybox_tar: Path, *, mock: bool
+                  ) -> Iterator[tuple[SystemBus, Polkitd, SystemDaemon]]:
+    """A system-like bus in ``directory`` with polkitd (the dbusmock template or
+    the real one) and a `--bus system` pyctrd holding the busybox image; all
+    stopped, and ``directory`` removed, at the end."""
+    bus = SystemBus(directory)
+    polkit = Polkitd(bus, mock=mock)
+    daemon = None
+    try:
+        polkit.start()
+        daemon = SystemDaemon(daemon_base, bus.address)
+        daemon.start()
+        daemon.image_id, daemon.image_path = daemon.import_image(busybox_tar, "busybox")
+        yield bus, polkit, daemon
+    finally:
+        try:
+            if daemon is not None:
+                daemon.shutdown()
+        finally:
+            polkit.stop()
+            bus.stop()
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def venv_usable_by_others() -> str:
     """Why another user cannot run this checkout's venv python; "" if it can.
 

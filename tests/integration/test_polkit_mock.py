@@ -9,7 +9,6 @@ asked: subject, action, details and the interaction flag.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from integration.system_bus import (
     SystemBus,
     SystemDaemon,
     call_as,
+    polkit_system,
     venv_usable_by_others,
     world_traversable_dir,
 )
@@ -50,23 +50,9 @@ def env(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     if reason := venv_usable_by_others():
         pytest.skip(reason)
     directory = world_traversable_dir("pyctrd-polkit-mock-")
-    bus = SystemBus(directory)
-    polkit = Polkitd(bus, mock=True)
-    daemon = None
-    try:
-        polkit.start()
-        daemon = SystemDaemon(tmp_path_factory.mktemp("pyctrd-mock"), bus.address)
-        daemon.start()
-        daemon.image_id, daemon.image_path = daemon.import_image(busybox_tar, "busybox")
+    with polkit_system(directory, tmp_path_factory.mktemp("pyctrd-mock"), busybox_tar,
+                       mock=True) as (bus, polkit, daemon):
         yield Env(bus, polkit, daemon)
-    finally:
-        try:
-            if daemon is not None:
-                daemon.shutdown()
-        finally:
-            polkit.stop()
-            bus.stop()
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from integration.system_bus import (
     SystemBus,
     SystemDaemon,
     call_as,
+    polkit_system,
     venv_usable_by_others,
     world_traversable_dir,
 )
@@ -113,23 +114,9 @@ def env(accounts: tuple[str, str, str], polkit_files: str, busybox_tar: Path,
     if reason := venv_usable_by_others():
         pytest.skip(reason)
     directory = world_traversable_dir("pyctrd-polkit-real-")
-    bus = SystemBus(directory)
-    polkit = Polkitd(bus, mock=False)
-    daemon = None
-    try:
-        polkit.start()
-        daemon = SystemDaemon(tmp_path_factory.mktemp("pyctrd-polkit"), bus.address)
-        daemon.start()
-        daemon.image_id, daemon.image_path = daemon.import_image(busybox_tar, "busybox")
+    with polkit_system(directory, tmp_path_factory.mktemp("pyctrd-polkit"), busybox_tar,
+                       mock=False) as (bus, polkit, daemon):
         yield Env(bus, polkit, daemon, member, outsider, polkit_files)
-    finally:
-        try:
-            if daemon is not None:
-                daemon.shutdown()
-        finally:
-            polkit.stop()
-            bus.stop()
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ decides by action id and logs what it was asked: the unix-process subject
 
 from __future__ import annotations
 
-import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from integration.system_bus import (
     Polkitd,
     SystemBus,
     SystemDaemon,
+    polkit_system,
     venv_usable_by_others,
     world_traversable_dir,
 )
@@ -50,23 +50,9 @@ def env(busybox_tar: Path) -> Iterator[Env]:
         pytest.skip(reason)
     # Not pytest's tmp_path (under a 0700 directory): nobody must reach the socket.
     directory = world_traversable_dir("pyctrd-varlink-")
-    bus = SystemBus(directory)
-    polkit = Polkitd(bus, mock=True)
-    daemon = None
-    try:
-        polkit.start()
-        daemon = SystemDaemon(directory / "d", bus.address)
-        daemon.start()
-        daemon.image_id, daemon.image_path = daemon.import_image(busybox_tar, "busybox")
+    with polkit_system(directory, directory / "d", busybox_tar, mock=True) as (
+            bus, polkit, daemon):
         yield Env(bus, polkit, daemon)
-    finally:
-        try:
-            if daemon is not None:
-                daemon.shutdown()
-        finally:
-            polkit.stop()
-            bus.stop()
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
