@@ -376,13 +376,8 @@ class Container:
         return self._env.layout.runtime_root / self.id
 
     def _forget_last_boot(self) -> None:
-        # Nothing of the last boot runs any more; its per-boot files are stale
-        # (and runc must not act on a recycled PID from them).
-        layout = self._env.layout
-        for stale in (self._runtime_dir(), layout.bundle(self.id)):
-            shutil.rmtree(stale, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            layout.exit_file(self.id).unlink()
+        # Nothing of the last boot runs any more. Its per-boot files are gone
+        # already: Runtime.recover wipes them all at once before this.
         changes: dict[str, Any] = {"needs_cleanup": False, "pid": 0, "conmon_pid": 0}
         if self.state in ACTIVE or self.state == State.UNKNOWN:
             log.info("container %s: was %s before the reboot; now exited", self.name,
