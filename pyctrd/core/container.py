@@ -24,7 +24,7 @@ from pyctrd.core.faults import checkpoint
 from pyctrd.core.state import ACTIVE, State, require
 from pyctrd.errors import NoSuchContainer, RuntimeFailed
 from pyctrd.layout import Layout
-from pyctrd.oci.conmon import Conmon, ConmonRequest, conmon_pidfile, oom_file
+from pyctrd.oci.conmon import Conmon, ConmonRequest, is_live_conmon, oom_file
 from pyctrd.oci.exitwatch import ExitWatch
 from pyctrd.oci.runtime import OCIRuntime
 from pyctrd.oci.spec import SpecInput, build_spec
@@ -386,7 +386,7 @@ class Container:
         self._update(**changes)
 
     async def _readopt(self) -> None:
-        if not _is_conmon(self.status.conmon_pid):
+        if not is_live_conmon(self.status.conmon_pid):
             # It exited while the daemon was away: conmon's exit file tells how and when.
             code, finished = self._exit_from_file()
             self._record_exit(code, finished)
@@ -465,8 +465,6 @@ class Container:
                 terminal=cfg.terminal, stdin=cfg.stdin, log_size_max=env.log_size_max,
             ))
         except RuntimeFailed:
-            # A launch that timed out leaves conmon and the runtime it runs behind.
-            _kill_conmon_of(self.id, bundle)
             await env.oci.delete(self.id)
             rootfs.unmount_shm(paths)
             if not self.status.user_mounted:
@@ -624,30 +622,6 @@ class Container:
 
 
 _RUNC_STATES = {"created": State.CREATED, "running": State.RUNNING, "paused": State.PAUSED}
-
-
-def _is_conmon(pid: int) -> bool:
-    """``pid`` is a live conmon (a zombie nobody reaped yet has exited)."""
-    if pid <= 0:
-        return False
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        comm_end = stat.rindex(")")
-        return stat[stat.index("(") + 1:comm_end] == "conmon" and stat[comm_end + 2] != "Z"
-    return False
-
-
-def _kill_conmon_of(cid: str, bundle: Path) -> None:
-    """SIGKILL the conmon of a failed launch and its runtime (conmon leads their session)."""
-    try:
-        pid = int(conmon_pidfile(bundle).read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
-        return
-    # the pid file may be an earlier run's, and the PID reused since
-    if _is_conmon(pid) and cid.encode() in cmdline:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
 
 
 def _rfc3339(us: int) -> str:

@@ -115,7 +115,9 @@ class Conmon:
         try:
             report = await asyncio.wait_for(_read_sync_report(read_end), timeout)
         except TimeoutError:
-            # conmon and the runtime it runs share the session started above.
+            # The daemonized conmon leads a session of its own, where the hung
+            # runtime runs too; the process we started leads the first one.
+            _kill_session_of(req.cid, conmon_pidfile(req.bundle))
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
@@ -129,6 +131,30 @@ class Conmon:
             raise RuntimeFailed(f"creating the container failed: {message or 'no output'}")
         conmon_pid = int(conmon_pidfile(req.bundle).read_text().strip())
         return Launched(pid=pid, conmon_pid=conmon_pid)
+
+
+def is_live_conmon(pid: int) -> bool:
+    """``pid`` is a live conmon (a zombie nobody reaped yet has exited)."""
+    if pid <= 0:
+        return False
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        comm_end = stat.rindex(")")
+        return stat[stat.index("(") + 1:comm_end] == "conmon" and stat[comm_end + 2] != "Z"
+    return False
+
+
+def _kill_session_of(cid: str, pidfile: Path) -> None:
+    """SIGKILL container ``cid``'s conmon and everything in its session."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    # the pid file may be an earlier run's, and the PID reused since
+    if is_live_conmon(pid) and cid.encode() in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 async def _read_sync_report(fd: int) -> dict | None:
