@@ -8,17 +8,18 @@ import sys
 from dbus_fast import BusType
 
 from pyctrd import settings as settings_mod
-from pyctrd.bus.authz import Authorizer
 from pyctrd.bus.connection import connect
-from pyctrd.bus.polkit import PolkitClient
 from pyctrd.bus.service import BusService, NameTaken
-from pyctrd.core.runtime import Runtime
+from pyctrd.core.engine import Engine
 from pyctrd.layout import Layout
 from pyctrd.oci.conmon import Conmon
 from pyctrd.oci.runtime import OCIRuntime
+from pyctrd.ops.authority import Authority
+from pyctrd.ops.names import VARLINK_SOCKET_NAME
+from pyctrd.ops.operations import Operations
+from pyctrd.ops.polkit import PolkitClient
 from pyctrd.settings import Settings, SettingsError
-from pyctrd.varlink.authz import Authorizer as VarlinkAuthorizer
-from pyctrd.varlink.server import SOCKET_NAME, VarlinkServer
+from pyctrd.varlink.server import VarlinkServer
 
 log = logging.getLogger("pyctrd")
 
@@ -26,27 +27,25 @@ log = logging.getLogger("pyctrd")
 async def serve(settings: Settings) -> int:
     layout = Layout(settings.root, settings.run_root)
     oci = OCIRuntime(settings.runtime, layout.runtime_root, settings.runtime_timeout)
-    runtime = Runtime(layout, oci, Conmon(oci, settings.conmon),
-                      log_size_max=settings.log_size_max)
-    runtime.load()
-    await runtime.recover()
+    engine = Engine(layout, oci, Conmon(oci, settings.conmon),
+                    log_size_max=settings.log_size_max)
+    engine.load()
+    await engine.recover()
+    operations = Operations(engine)
     bus_type = BusType.SESSION if settings.bus == "session" else BusType.SYSTEM
     bus = await connect(bus_type)
-    if settings.bus == "system":
-        # On a user's session bus only that user can call us: no polkit there.
-        bus.authorizer = Authorizer(bus, PolkitClient(bus))
-    service = BusService(runtime, bus)
+    # On a user's session bus (and its 0600 socket) only that user can call us:
+    # no polkit there. One Authority guards D-Bus and Varlink alike.
+    authority = Authority(PolkitClient(bus)) if settings.bus == "system" else None
+    service = BusService(operations, bus, authority)
     try:
         await service.start()
     except NameTaken as err:
         log.error("%s", err)
         return 1
     log.info("pyctrd serving %d containers and %d images on the %s bus (runtime %s)",
-             len(runtime.containers), len(runtime.images), settings.bus, oci.path)
-    # The same core over Varlink; polkit guards it exactly where it guards D-Bus.
-    varlink = VarlinkServer(runtime, settings.run_root / SOCKET_NAME,
-                            VarlinkAuthorizer(PolkitClient(bus))
-                            if settings.bus == "system" else None)
+             len(engine.containers), len(engine.images), settings.bus, oci.path)
+    varlink = VarlinkServer(operations, settings.run_root / VARLINK_SOCKET_NAME, authority)
     varlink.start()
 
     loop = asyncio.get_running_loop()
@@ -65,7 +64,7 @@ async def serve(settings: Settings) -> int:
         bus.disconnect()
     stopping.cancel()
     varlink.close()
-    runtime.close()
+    engine.close()
     return status
 
 

@@ -12,15 +12,15 @@ from pyctrd.bus.names import CONTAINER_IFACE
 from pyctrd.bus.props import CONTAINER_PROPERTIES, add_readonly_properties, name_out_args
 from pyctrd.core import stdio
 from pyctrd.core.container import Container
-from pyctrd.core.signals import parse_signal
+from pyctrd.core.unixsignals import parse_signal
 from pyctrd.errors import NoSuchContainer
 
 if TYPE_CHECKING:
-    from pyctrd.core.runtime import Runtime
+    from pyctrd.core.engine import Engine
 
 
 class ContainerInterface(ServiceInterface):
-    def __init__(self, container: Container, runtime: "Runtime") -> None:
+    def __init__(self, container: Container, runtime: "Engine") -> None:
         super().__init__(CONTAINER_IFACE)
         self.container = container
         self._runtime = runtime

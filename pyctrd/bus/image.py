@@ -10,11 +10,11 @@ from pyctrd.bus.props import IMAGE_PROPERTIES, add_readonly_properties
 from pyctrd.core.image import Image
 
 if TYPE_CHECKING:
-    from pyctrd.core.runtime import Runtime
+    from pyctrd.core.engine import Engine
 
 
 class ImageInterface(ServiceInterface):
-    def __init__(self, image: Image, runtime: "Runtime") -> None:
+    def __init__(self, image: Image, runtime: "Engine") -> None:
         super().__init__(IMAGE_IFACE)
         self.image = image
         self._runtime = runtime

@@ -14,11 +14,11 @@ from pyctrd.bus.options import unwrap_options
 from pyctrd.bus.props import name_out_args
 
 if TYPE_CHECKING:
-    from pyctrd.core.runtime import Runtime
+    from pyctrd.core.engine import Engine
 
 
 class ManagerInterface(ServiceInterface):
-    def __init__(self, runtime: "Runtime") -> None:
+    def __init__(self, runtime: "Engine") -> None:
         super().__init__(MANAGER_IFACE)
         self._runtime = runtime
 

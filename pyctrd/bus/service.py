@@ -1,6 +1,6 @@
 """Puts the core on the bus: one object per container and image, and signals.
 
-BusService listens to the core Runtime and turns each event into prebuilt
+BusService listens to the core Engine and turns each event into prebuilt
 signal messages (PropertiesChanged with values, InterfacesAdded/Removed from
 the manager's path, the Manager's own signals). It answers GetManagedObjects
 itself from pre-marshalled entries (pyctrd/bus/managed.py).
@@ -38,8 +38,8 @@ from pyctrd.bus.names import (
 )
 from pyctrd.bus.props import changed_properties, container_variants, image_variants
 from pyctrd.core.container import Container
+from pyctrd.core.engine import Engine
 from pyctrd.core.image import Image
-from pyctrd.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class NameTaken(Exception):
 
 
 class BusService:
-    def __init__(self, runtime: Runtime, bus: connection.PyctrdBus) -> None:
+    def __init__(self, runtime: Engine, bus: connection.PyctrdBus) -> None:
         self.runtime = runtime
         self.bus = bus
         self.manager = ManagerInterface(runtime)

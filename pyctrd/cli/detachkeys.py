@@ -7,8 +7,8 @@ last bytes it sent were the sequence.
 from __future__ import annotations
 
 from pyctrd.cli.errors import CliError
+from pyctrd.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
 from pyctrd.errors import InvalidArgument
-from pyctrd.oci.attach import DEFAULT_DETACH_KEYS, parse_detach_keys
 
 DEFAULT = DEFAULT_DETACH_KEYS
 

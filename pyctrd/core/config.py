@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pyctrd.core.image import Image
-from pyctrd.core.names import generate_name
-from pyctrd.core.signals import parse_signal
+from pyctrd.core.namegen import generate_name
+from pyctrd.core.unixsignals import parse_signal
 from pyctrd.errors import InvalidArgument
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from pyctrd.core.config import ContainerConfig, now_us
 from pyctrd.core.faults import checkpoint
 from pyctrd.core.state import ACTIVE, State, require
+from pyctrd.database import Database
 from pyctrd.errors import NoSuchContainer, RuntimeFailed
 from pyctrd.layout import Layout
 from pyctrd.oci.conmon import Conmon, ConmonRequest, is_live_conmon, oom_file
@@ -29,7 +30,6 @@ from pyctrd.oci.exitwatch import ExitWatch
 from pyctrd.oci.runtime import OCIRuntime
 from pyctrd.oci.spec import SpecInput, build_spec
 from pyctrd.storage import archive, rootfs
-from pyctrd.store.db import Store
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class ContainerEnv:
     """What a container needs from the daemon around it."""
 
     layout: Layout
-    store: Store
+    store: Database
     oci: OCIRuntime
     conmon: Conmon
     layer_paths: Callable[[str], list[Path]]  # image id → lowerdirs, top first
@@ -377,7 +377,7 @@ class Container:
 
     def _forget_last_boot(self) -> None:
         # Nothing of the last boot runs any more. Its per-boot files are gone
-        # already: Runtime.recover wipes them all at once before this.
+        # already: Engine.recover wipes them all at once before this.
         changes: dict[str, Any] = {"needs_cleanup": False, "pid": 0, "conmon_pid": 0}
         if self.state in ACTIVE or self.state == State.UNKNOWN:
             log.info("container %s: was %s before the reboot; now exited", self.name,

@@ -16,6 +16,7 @@ from typing import Any
 from pyctrd.core.container import Container
 from pyctrd.core.logs import stream_log
 from pyctrd.core.state import ACTIVE, State
+from pyctrd.detachkeys import parse_detach_keys
 from pyctrd.errors import InvalidArgument, InvalidState, NoSuchContainer
 from pyctrd.oci import attach as oci_attach
 
@@ -82,7 +83,7 @@ async def attach(container: Container, detach_keys: str) -> socket.socket:
     Typing ``detach_keys`` (podman's syntax, "" for ctrl-p,ctrl-q) or closing
     the socket detaches; the container keeps running.
     """
-    keys = oci_attach.parse_detach_keys(detach_keys)
+    keys = parse_detach_keys(detach_keys)
     _require(container, "Attach", frozenset({State.CREATED, State.RUNNING}))
     conmon = await oci_attach.connect(_bundle(container))
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

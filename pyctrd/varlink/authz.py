@@ -17,7 +17,7 @@ from typing import Any
 from pyctrd.bus.authz import action_for
 from pyctrd.bus.names import CONTAINER_IFACE, IMAGE_IFACE, MANAGER_IFACE
 from pyctrd.bus.polkit import PolkitClient, Verdict, process_subject
-from pyctrd.core.runtime import Runtime
+from pyctrd.core.engine import Engine
 from pyctrd.errors import PyctrdError
 from pyctrd.varlink.errors import ErrorSet
 from pyctrd.varlink.peer import Peer
@@ -68,7 +68,7 @@ def verb(interface: str, method: str) -> str:
     return counterpart[1] if counterpart else method
 
 
-def details_for(runtime: Runtime, interface: str, method: str,
+def details_for(runtime: Engine, interface: str, method: str,
                 params: dict[str, Any]) -> dict[str, str]:
     """What polkit rules may look at, as on D-Bus: the container or image and the verb.
     ``params`` are the call's raw JSON parameters (not yet checked)."""

@@ -1,4 +1,4 @@
-"""io.pyctrd.Container: a thin adapter from Varlink calls to the core Runtime."""
+"""io.pyctrd.Container: a thin adapter from Varlink calls to the core Engine."""
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
@@ -7,8 +7,8 @@ from typing import TypedDict
 from asyncvarlink import FileDescriptor, VarlinkInterface, varlinkmethod
 
 from pyctrd.core.container import Container
-from pyctrd.core.runtime import Runtime
-from pyctrd.core.signals import parse_signal
+from pyctrd.core.engine import Engine
+from pyctrd.core.unixsignals import parse_signal
 from pyctrd.errors import NoSuchContainer
 from pyctrd.varlink.authz import CONTAINER
 from pyctrd.varlink.errors import ErrorSet
@@ -43,7 +43,7 @@ class ContainerInterface(VarlinkInterface, name=CONTAINER):
     error_set = ERRORS
     errors = tuple(ERRORS.classes.values())
 
-    def __init__(self, runtime: Runtime, watchers: Watchers) -> None:
+    def __init__(self, runtime: Engine, watchers: Watchers) -> None:
         self._runtime = runtime
         self._watchers = watchers
 

@@ -6,7 +6,7 @@ from typing import TypedDict
 
 from asyncvarlink import FileDescriptor, VarlinkInterface, varlinkmethod
 
-from pyctrd.core.runtime import Runtime
+from pyctrd.core.engine import Engine
 from pyctrd.errors import NoSuchImage
 from pyctrd.varlink.authz import IMAGE
 from pyctrd.varlink.errors import ErrorSet
@@ -31,7 +31,7 @@ class ImageInterface(VarlinkInterface, name=IMAGE):
     error_set = ERRORS
     errors = tuple(ERRORS.classes.values())
 
-    def __init__(self, runtime: Runtime, watchers: Watchers) -> None:
+    def __init__(self, runtime: Engine, watchers: Watchers) -> None:
         self._runtime = runtime
         self._watchers = watchers
 

@@ -26,7 +26,7 @@ from asyncvarlink import (
 )
 from asyncvarlink.serviceerrors import InterfaceNotFound
 
-from pyctrd.core.runtime import Runtime
+from pyctrd.core.engine import Engine
 from pyctrd.varlink.authz import Authorizer, UnknownMethod, details_for, varlink_action
 from pyctrd.varlink.errors import ErrorSet
 from pyctrd.varlink.peer import Peer
@@ -47,7 +47,7 @@ current_call: contextvars.ContextVar[CallContext] = contextvars.ContextVar("curr
 
 
 class Connection(VarlinkInterfaceServerProtocol):
-    def __init__(self, registry: VarlinkInterfaceRegistry, runtime: Runtime,
+    def __init__(self, registry: VarlinkInterfaceRegistry, runtime: Engine,
                  authorizer: Authorizer | None, peer: Peer, sock: socket.socket) -> None:
         super().__init__(registry)
         self._runtime = runtime

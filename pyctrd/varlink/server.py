@@ -20,7 +20,7 @@ from asyncvarlink import VarlinkInterfaceRegistry, VarlinkTransport, varlinksign
 from asyncvarlink.serviceinterface import VarlinkServiceInterface
 
 from pyctrd import __version__
-from pyctrd.core.runtime import Runtime
+from pyctrd.core.engine import Engine
 from pyctrd.varlink.authz import Authorizer, varlink_action
 from pyctrd.varlink.container import ContainerInterface
 from pyctrd.varlink.image import ImageInterface
@@ -35,7 +35,7 @@ MAX_CONNECTIONS = 1024  # beyond this, new clients are hung up on at once
 ACCEPT_RETRY = 1.0  # s to pause accepting when out of file descriptors
 
 
-def make_registry(runtime: Runtime, watchers: Watchers) -> VarlinkInterfaceRegistry:
+def make_registry(runtime: Engine, watchers: Watchers) -> VarlinkInterfaceRegistry:
     registry = VarlinkInterfaceRegistry()
     registry.register_interface(VarlinkServiceInterface(
         "pyctrd", "pyctrd", __version__, "", registry))
@@ -49,7 +49,7 @@ def make_registry(runtime: Runtime, watchers: Watchers) -> VarlinkInterfaceRegis
 
 
 class VarlinkServer:
-    def __init__(self, runtime: Runtime, path: Path, authorizer: Authorizer | None) -> None:
+    def __init__(self, runtime: Engine, path: Path, authorizer: Authorizer | None) -> None:
         self.path = path
         self._runtime = runtime
         self._authorizer = authorizer

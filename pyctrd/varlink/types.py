@@ -120,7 +120,7 @@ _RANGES = {"stop_timeout": UINT32_MAX, "memory_limit": UINT64_MAX, "pids_limit":
 
 
 def core_options(options: CreateOptions | None) -> dict[str, Any]:
-    """CreateOptions → the plain dict Runtime.create_container checks further."""
+    """CreateOptions → the plain dict Engine.create_container checks further."""
     if options is None:
         return {}
     plain: dict[str, Any] = {}

@@ -2,8 +2,9 @@
 
 import pytest
 
+from pyctrd.detachkeys import parse_detach_keys
 from pyctrd.errors import InvalidArgument
-from pyctrd.oci.attach import DetachMatcher, parse_detach_keys
+from pyctrd.oci.attach import DetachMatcher
 
 
 @pytest.mark.parametrize(("spec", "keys"), [

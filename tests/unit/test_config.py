@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from pyctrd.core import names
+from pyctrd.core import namegen as names
 from pyctrd.core.config import (
     DEFAULT_STOP_TIMEOUT,
     NAME_RE,

@@ -1,10 +1,10 @@
-"""pyctrd.core.signals.parse_signal."""
+"""pyctrd.core.unixsignals.parse_signal."""
 
 import signal
 
 import pytest
 
-from pyctrd.core.signals import parse_signal
+from pyctrd.core.unixsignals import parse_signal
 from pyctrd.errors import InvalidArgument
 
 

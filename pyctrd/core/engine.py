@@ -1,7 +1,7 @@
-"""The Runtime: every container and image, their lookup, creation and removal.
+"""The Engine: every container and image, their lookup, creation and removal.
 
 Front ends (the D-Bus layer, tests) drive it with plain Python calls and
-hear of changes through a RuntimeListener.
+hear of changes through a EngineListener.
 """
 
 import asyncio
@@ -17,6 +17,7 @@ from pyctrd.core.config import ContainerConfig, build_config
 from pyctrd.core.container import Container, ContainerEnv, ContainerStatus
 from pyctrd.core.faults import checkpoint
 from pyctrd.core.image import Image, image_from_archive
+from pyctrd.database import Database
 from pyctrd.errors import (
     AmbiguousId,
     Exists,
@@ -33,7 +34,6 @@ from pyctrd.storage import mounts
 from pyctrd.storage.imageformats import ArchiveReader
 from pyctrd.storage.layers import LayerStore
 from pyctrd.storage.streams import FdReader
-from pyctrd.store.db import Store
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 RECOVERY_PARALLELISM = 8  # runc state calls at once when re-adopting
 
 
-class RuntimeListener(Protocol):
+class EngineListener(Protocol):
     def container_added(self, container: Container) -> None: ...
     def container_removed(self, container: Container) -> None: ...
     def container_changed(self, container: Container, changes: dict[str, Any]) -> None: ...
@@ -58,12 +58,12 @@ class Listeners:
     """
 
     def __init__(self) -> None:
-        self._listeners: list[RuntimeListener] = []
+        self._listeners: list[EngineListener] = []
 
-    def add(self, listener: RuntimeListener) -> None:
+    def add(self, listener: EngineListener) -> None:
         self._listeners.append(listener)
 
-    def remove(self, listener: RuntimeListener) -> None:
+    def remove(self, listener: EngineListener) -> None:
         self._listeners.remove(listener)
 
     def _each(self, event: str, *args: Any) -> None:
@@ -92,13 +92,13 @@ class Listeners:
         self._each("image_changed", image, names)
 
 
-class Runtime:
+class Engine:
     def __init__(self, layout: Layout, oci: OCIRuntime, conmon: Conmon,
                  log_size_max: int = -1) -> None:
         layout.create_dirs()
         self.layout = layout
         self.oci = oci
-        self.store = Store(layout.database)
+        self.store = Database(layout.database)
         self.listener = Listeners()
         self.containers: dict[str, Container] = {}
         self.images: dict[str, Image] = {}

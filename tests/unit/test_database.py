@@ -1,12 +1,12 @@
-"""pyctrd.store.db: the SQLite state store."""
+"""pyctrd.database: the SQLite state store."""
 
 import sqlite3
 
 import pytest
 
+from pyctrd import database as db
+from pyctrd.database import SCHEMA_VERSION, Database
 from pyctrd.errors import Exists
-from pyctrd.store import db
-from pyctrd.store.db import SCHEMA_VERSION, Store
 
 CID1 = "a" * 64
 CID2 = "b" * 64
@@ -17,7 +17,7 @@ STATE = {"state": "configured", "pid": 0, "exit_code": 0, "mounted": False}
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "state.db")
+    s = Database(tmp_path / "state.db")
     yield s
     s.close()
 
@@ -127,7 +127,7 @@ def test_meta_round_trip(store):
 
 def test_reopen_keeps_data_and_skips_migrations(tmp_path, monkeypatch):
     path = tmp_path / "state.db"
-    first = Store(path)
+    first = Database(path)
     first.add_container(CID1, "web", CONFIG, STATE)
     first.add_image(CID2, {"id": CID2})
     first.set_meta("k", "v")
@@ -135,7 +135,7 @@ def test_reopen_keeps_data_and_skips_migrations(tmp_path, monkeypatch):
 
     # Were migration 1 run again, this would fail.
     monkeypatch.setattr(db, "MIGRATIONS", ["SELECT * FROM no_such_table"])
-    second = Store(path)
+    second = Database(path)
     try:
         assert second.schema_version == SCHEMA_VERSION
         assert list(second.containers()) == [(CONFIG, STATE)]
@@ -151,7 +151,7 @@ def test_newer_schema_refuses_to_open(tmp_path):
     con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     con.close()
     with pytest.raises(Exception) as info:
-        Store(path)
+        Database(path)
     message = str(info.value)
     assert str(path) in message
     assert str(SCHEMA_VERSION + 1) in message
@@ -178,7 +178,7 @@ def test_failed_migration_on_fresh_db_rolls_back(tmp_path, monkeypatch):
     path = tmp_path / "state.db"
     _patch_broken_second_migration(monkeypatch)
     with pytest.raises(sqlite3.Error):
-        Store(path)
+        Database(path)
     assert user_version(path) == 1
     found = tables(path)
     assert {"containers", "images", "meta"} <= found
@@ -188,17 +188,17 @@ def test_failed_migration_on_fresh_db_rolls_back(tmp_path, monkeypatch):
 
 def test_failed_migration_on_existing_db_rolls_back(tmp_path, monkeypatch):
     path = tmp_path / "state.db"
-    s = Store(path)
+    s = Database(path)
     s.add_container(CID1, "web", CONFIG, STATE)
     s.close()
     _patch_broken_second_migration(monkeypatch)
     with pytest.raises(sqlite3.Error):
-        Store(path)
+        Database(path)
     assert user_version(path) == 1
     assert "partial" not in tables(path)
     # the data from before is untouched and the old schema still opens
     monkeypatch.undo()
-    again = Store(path)
+    again = Database(path)
     try:
         assert again.schema_version == 1
         assert list(again.containers()) == [(CONFIG, STATE)]
@@ -208,10 +208,10 @@ def test_failed_migration_on_existing_db_rolls_back(tmp_path, monkeypatch):
 
 def test_second_migration_applies_when_it_works(tmp_path, monkeypatch):
     path = tmp_path / "state.db"
-    Store(path).close()
+    Database(path).close()
     monkeypatch.setattr(db, "MIGRATIONS", [db.MIGRATIONS[0], "CREATE TABLE extra (x);"])
     monkeypatch.setattr(db, "SCHEMA_VERSION", 2)
-    s = Store(path)
+    s = Database(path)
     try:
         assert s.schema_version == 2
     finally:

@@ -1,16 +1,18 @@
-"""A polkit Authority client: one CheckAuthorization, its answer as a decision.
+"""The polkit adapter: one CheckAuthorization over D-Bus, its answer as a Decision.
 
-Fails closed: polkit missing, slow or answering with an error means "no",
-with a message that says why, so a denied caller knows what to fix.
+The only module of pyctrd.ops that speaks D-Bus: a system daemon's Varlink
+front end asks polkit through it too (over the daemon's system-bus
+connection). Fails closed: polkit missing, slow or answering with an error
+means "no", with a message that says why, so a denied caller knows what to fix.
 """
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from enum import Enum
 
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
+
+from pyctrd.ops.authority import Decision, Subject, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -23,28 +25,9 @@ INTERACTIVE_TIMEOUT = 300.0
 QUICK_TIMEOUT = 25.0
 
 
-class Verdict(Enum):
-    ALLOWED = "allowed"
-    DENIED = "denied"
-    CHALLENGE = "challenge"  # allowed after authentication the caller did not permit
-
-
-@dataclass(frozen=True)
-class Decision:
-    verdict: Verdict
-    reason: str = ""
-
-
-Subject = tuple[str, dict[str, Variant]]
-
-
-def bus_name_subject(unique_name: str) -> Subject:
-    return ("system-bus-name", {"name": Variant("s", unique_name)})
-
-
-def process_subject(pid: int, start_time: int, uid: int) -> Subject:
-    return ("unix-process", {"pid": Variant("u", pid), "start-time": Variant("t", start_time),
-                             "uid": Variant("i", uid)})
+def _subject(subject: Subject) -> tuple[str, dict[str, Variant]]:
+    kind, fields = subject
+    return (kind, {key: Variant(sig, value) for key, (sig, value) in fields.items()})
 
 
 class PolkitClient:
@@ -56,7 +39,8 @@ class PolkitClient:
         call = Message(
             destination=AUTHORITY_NAME, path=AUTHORITY_PATH, interface=AUTHORITY_IFACE,
             member="CheckAuthorization", signature="(sa{sv})sa{ss}us",
-            body=[subject, action, details, ALLOW_USER_INTERACTION if interactive else 0, ""],
+            body=[_subject(subject), action, details,
+                  ALLOW_USER_INTERACTION if interactive else 0, ""],
         )
         timeout = INTERACTIVE_TIMEOUT if interactive else QUICK_TIMEOUT
         try:

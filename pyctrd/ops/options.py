@@ -1,0 +1,200 @@
+"""CreateContainer's options, declared once: name, wire types, meaning.
+
+From this one table come the D-Bus decoding (the a{sv} types), the Varlink
+struct (asyncvarlink derives the IDL from it), the checks every value gets
+whichever wire it came by (types, ranges, NaN), pyctr's encoding of its
+flags, and the option list in the D-Bus documentation (a test holds
+dbus/org.pyctrd1.Manager.xml to it). Adding an option is one row here plus
+its effect in the core (pyctrd.core.config and the OCI spec).
+
+The core receives a plain dict of checked values, keyed by option name;
+what needs the image or the host (user names, paths) it checks itself.
+"""
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any
+
+from pyctrd.errors import InvalidArgument
+
+UINT32_MAX = (1 << 32) - 1
+UINT64_MAX = (1 << 64) - 1
+
+
+@dataclass
+class Mount:
+    """One bind mount: a(sss) on D-Bus."""
+
+    source: str
+    destination: str
+    options: str  # comma-separated, e.g. "ro,bind"
+
+
+# D-Bus signature → (Varlink/Python type, struct dataclass for a(...) items)
+_TYPES: dict[str, Any] = {
+    "s": str, "b": bool, "u": int, "t": int, "d": float,
+    "as": list[str], "a{ss}": dict[str, str], "a(sss)": list[Mount],
+}
+_STRUCTS: dict[str, type] = {"a(sss)": Mount}
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    signatures: tuple[str, ...]  # accepted D-Bus types; the first is the Varlink type
+    doc: str
+    check: Callable[[Any], None] | None = None  # further checks of a well-typed value
+
+    @property
+    def varlink_type(self) -> Any:
+        return _TYPES[self.signatures[0]]
+
+
+def _finite_non_negative(what: str) -> Callable[[Any], None]:
+    def check(value: float) -> None:
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgument(f"{what} {value} must be a finite number, 0 or more")
+    return check
+
+
+OPTIONS: dict[str, Option] = {o.name: o for o in (
+    Option("name", ("s",), "unique name (default: a generated adjective_noun)"),
+    Option("labels", ("a{ss}",), "labels, shown as the Labels property"),
+    Option("annotations", ("a{ss}",), "OCI annotations"),
+    Option("env", ("as",), "environment entries, \"K=V\""),
+    Option("workdir", ("s",), "working directory (absolute)"),
+    Option("user", ("s",), "\"uid[:gid]\" or a name from the image's /etc/passwd"),
+    Option("hostname", ("s",), "host name (default: the ID's first 12 characters)"),
+    Option("terminal", ("b",), "give the process a terminal"),
+    Option("stdin", ("b",), "keep stdin open for Attach"),
+    Option("stop_signal", ("s", "u"), "stop signal, \"SIGTERM\" or 15"),
+    Option("stop_timeout", ("u",), "seconds from the stop signal to SIGKILL (default 10)"),
+    Option("read_only", ("b",), "mount the root filesystem read-only"),
+    Option("mounts", ("a(sss)",), "bind mounts (source, destination, options such as "
+           "\"ro,bind\")"),
+    Option("memory_limit", ("t",), "memory limit in bytes (0: none)"),
+    Option("cpu_quota", ("d",), "CPUs' worth of time, e.g. 0.5 (0: no limit)",
+           _finite_non_negative("cpu_quota")),
+    Option("pids_limit", ("t",), "most processes at once (0: no limit)"),
+    Option("network", ("s",), "\"none\" (the default) or \"host\""),
+)}
+
+# What an integer of each D-Bus type may hold; a Varlink int has no such bound.
+_INT_RANGES = {"u": UINT32_MAX, "t": UINT64_MAX}
+
+
+def _check_typed(option: Option, signature: str, value: Any) -> Any:
+    """``value`` as the plain Python value of ``signature``, or InvalidArgument."""
+    name = option.name
+    if signature in ("u", "t"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgument(f"option {name!r} must be an integer")
+        if not 0 <= value <= _INT_RANGES[signature]:
+            raise InvalidArgument(f"option {name!r}: {value} is out of range "
+                                  f"0..{_INT_RANGES[signature]}")
+        return value
+    if signature == "d":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidArgument(f"option {name!r} must be a number")
+        return float(value)
+    if signature == "b":
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"option {name!r} must be a boolean")
+        return value
+    if signature == "s":
+        if not isinstance(value, str):
+            raise InvalidArgument(f"option {name!r} must be a string")
+        return value
+    if signature == "as":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidArgument(f"option {name!r} must be a list of strings")
+        return list(value)
+    if signature == "a{ss}":
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise InvalidArgument(f"option {name!r} must map strings to strings")
+        return dict(value)
+    if signature == "a(sss)":
+        if not isinstance(value, list) or not all(
+                isinstance(item, list | tuple) and len(item) == 3
+                and all(isinstance(part, str) for part in item) for item in value):
+            raise InvalidArgument(f"option {name!r} must be a list of "
+                                  "(source, destination, options)")
+        return [tuple(item) for item in value]
+    raise AssertionError(f"no check for signature {signature}")
+
+
+def _checked(option: Option, signature: str, value: Any) -> Any:
+    value = _check_typed(option, signature, value)
+    if option.check is not None:
+        option.check(value)
+    return value
+
+
+def _option(key: str) -> Option:
+    option = OPTIONS.get(key)
+    if option is None:
+        raise InvalidArgument(f"unknown option {key!r}; known options: "
+                              f"{', '.join(sorted(OPTIONS))}")
+    return option
+
+
+def decode_dbus(options: Mapping[str, tuple[str, Any]]) -> dict[str, Any]:
+    """a{sv} as (signature, value) pairs → checked plain values."""
+    plain: dict[str, Any] = {}
+    for key, (signature, value) in options.items():
+        option = _option(key)
+        if signature not in option.signatures:
+            raise InvalidArgument(f"option {key!r} must have type "
+                                  f"{' or '.join(option.signatures)}, not {signature}")
+        plain[key] = _checked(option, signature, value)
+    return plain
+
+
+def _varlink_field(option: Option) -> tuple[str, Any, Any]:
+    return (option.name, option.varlink_type | None, field(default=None))
+
+
+# The Varlink struct: every option, each absent (null) unless given.
+CreateOptions: type = make_dataclass(
+    "CreateOptions", [_varlink_field(o) for o in OPTIONS.values()])
+CreateOptions.__doc__ = ("The D-Bus CreateContainer option keys; an absent field takes "
+                         "its default.")
+
+
+def decode_varlink(options: Any) -> dict[str, Any]:
+    """A CreateOptions (or None) → checked plain values."""
+    if options is None:
+        return {}
+    plain: dict[str, Any] = {}
+    for f in fields(options):
+        value = getattr(options, f.name)
+        if value is None:
+            continue
+        option = OPTIONS[f.name]
+        signature = option.signatures[0]
+        if signature in _STRUCTS:
+            value = [tuple(getattr(item, part.name) for part in fields(item))
+                     for item in value]
+        plain[f.name] = _checked(option, signature, value)
+    return plain
+
+
+def encode_dbus(key: str, value: Any) -> tuple[str, Any]:
+    """A plain value → (signature, value) for a{sv}: the client's side of decode_dbus."""
+    option = _option(key)
+    for signature in option.signatures:
+        if signature == "u" and isinstance(value, int) and not isinstance(value, bool):
+            return signature, value
+        if signature == "s" and isinstance(value, str):
+            return signature, value
+    signature = option.signatures[0]
+    if signature in _STRUCTS:
+        value = [list(item) for item in value]
+    return signature, value
+
+
+def documentation() -> list[str]:
+    """One line per option, `name` signature: meaning; for the interface docs."""
+    return [f"`{o.name}` {' or '.join(o.signatures)}: {o.doc}" for o in OPTIONS.values()]

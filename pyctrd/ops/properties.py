@@ -1,0 +1,105 @@
+"""Property tables: how each object property reads the core, and when it changes.
+
+D-Bus (getters, GetManagedObjects, InterfacesAdded, PropertiesChanged, the
+introspection annotations) and Varlink (the Info structs, Watch's changed
+fields) all read through these rows, so the two wires cannot disagree. A row
+either never changes once its object exists (const: annotated
+EmitsChangedSignal=const) or names the core status field whose change it
+follows, as machined's vtable flags say which properties are const.
+"""
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+Getter = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Property:
+    name: str
+    signature: str
+    get: Getter
+    follows: str | None = None  # the core field whose change emits it; None: const
+    doc: str = ""
+
+    @property
+    def const(self) -> bool:
+        return self.follows is None
+
+    @property
+    def field(self) -> str:
+        """Its name on Varlink: ImageId → image_id."""
+        return snake_case(self.name)
+
+
+def snake_case(name: str) -> str:
+    """D-Bus property name → Varlink field: ImageId → image_id, OOMKilled → oom_killed."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def _table(*rows: Property) -> dict[str, Property]:
+    return {row.name: row for row in rows}
+
+
+CONTAINER_PROPERTIES = _table(
+    Property("Id", "s", lambda c: c.id, doc="64 hex digits"),
+    Property("Name", "s", lambda c: c.name),
+    Property("Image", "s", lambda c: c.config.image_ref, doc="the image's reference then"),
+    Property("ImageId", "s", lambda c: c.config.image_id),
+    Property("Command", "as", lambda c: c.config.command),
+    Property("State", "s", lambda c: str(c.status.state), "state",
+             "configured, created, running, paused, exited or unknown"),
+    Property("PID", "i", lambda c: c.status.pid, "pid", "0 unless running or paused"),
+    Property("ExitCode", "i", lambda c: c.status.exit_code, "exit_code"),
+    Property("OOMKilled", "b", lambda c: c.status.oom_killed, "oom_killed"),
+    Property("Mounted", "b", lambda c: c.status.mounted, "mounted"),
+    Property("Mountpoint", "s", lambda c: c.status.mountpoint, "mountpoint"),
+    Property("CreatedTimestamp", "t", lambda c: c.config.created,
+             doc="microseconds since the epoch"),
+    Property("StartedTimestamp", "t", lambda c: c.status.started, "started"),
+    Property("FinishedTimestamp", "t", lambda c: c.status.finished, "finished"),
+    Property("Labels", "a{ss}", lambda c: c.config.labels),
+    Property("LogPath", "s", lambda c: str(c.log_path)),
+    Property("StopSignal", "u", lambda c: c.config.stop_signal),
+    Property("StopTimeout", "u", lambda c: c.config.stop_timeout),
+    Property("Terminal", "b", lambda c: c.config.terminal),
+)
+
+IMAGE_PROPERTIES = _table(
+    Property("Id", "s", lambda i: i.id),
+    # The one image property that changes: a reference can move to another image
+    # or be untagged (API.md lists all of Image's as const; this one cannot be).
+    Property("Reference", "s", lambda i: i.reference, "reference"),
+    Property("Digest", "s", lambda i: i.digest),
+    Property("Size", "t", lambda i: i.size),
+    Property("CreatedTimestamp", "t", lambda i: i.created),
+    Property("Layers", "as", lambda i: i.layers),
+    Property("Entrypoint", "as", lambda i: i.entrypoint),
+    Property("Cmd", "as", lambda i: i.cmd),
+    Property("Env", "as", lambda i: i.env),
+    Property("WorkingDir", "s", lambda i: i.workdir),
+    Property("User", "s", lambda i: i.user),
+)
+
+MANAGER_PROPERTIES = _table(
+    Property("Version", "s", lambda engine: engine.version),
+    Property("Runtime", "s", lambda engine: engine.oci_runtime_path,
+             doc="path of the OCI runtime in use"),
+    Property("ContainerCount", "u", lambda engine: len(engine.containers), "containers"),
+    Property("ImageCount", "u", lambda engine: len(engine.images), "images"),
+)
+
+
+def changed(table: dict[str, Property], fields: Iterable[str]) -> list[Property]:
+    """The rows that follow any of the changed core ``fields``, in table order."""
+    touched = set(fields)
+    return [row for row in table.values() if row.follows in touched]
+
+
+def values(table: dict[str, Property], obj: Any,
+           rows: Iterable[Property] | None = None) -> dict[str, tuple[str, Any]]:
+    """name → (signature, value) of ``rows`` (default: all) read from ``obj``."""
+    return {row.name: (row.signature, row.get(obj))
+            for row in (table.values() if rows is None else rows)}
