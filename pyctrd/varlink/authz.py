@@ -1,117 +1,107 @@
-"""Who may call what over Varlink: the D-Bus polkit actions, a unix-process subject.
+"""Which operation each Varlink method is, and who calls it.
 
-Each Varlink method names its D-Bus counterpart, and pyctrd.bus.authz decides
-the action from that, so both front ends guard a method with the same action
-and send polkit the same details (verb = the D-Bus method name, so a rule
-written for D-Bus callers holds for Varlink callers too). Root passes without
-asking; polkit unreachable or answering with an error means no (PolkitClient
-fails closed). A method in no table is refused when the server starts.
+Every Varlink method maps to one pyctrd.ops.operations.Operation, as each
+D-Bus method does: the operation carries the polkit action (or none: open)
+and builds the details, so a call guarded on one wire is guarded the same
+way, with the same details, on the other. A method in no table is refused
+when the server starts.
 
-Varlink has no flag for interactive authorization (D-Bus has one), so polkit
-is never asked to interact: a challenge is InteractiveAuthorizationRequired.
+The caller is a unix-process subject (pid, start time, uid from the peer's
+credentials); one whose start time could not be read is refused. Varlink
+has no flag for interactive authorization, so polkit is never asked to
+interact: a challenge is InteractiveAuthorizationRequired.
 """
 
-import contextlib
 from typing import Any
 
-from pyctrd.bus.authz import action_for
-from pyctrd.bus.names import CONTAINER_IFACE, IMAGE_IFACE, MANAGER_IFACE
-from pyctrd.bus.polkit import PolkitClient, Verdict, process_subject
-from pyctrd.core.engine import Engine
+from asyncvarlink.conversion import ConversionError, VarlinkType
+
 from pyctrd.errors import PyctrdError
-from pyctrd.varlink.errors import ErrorSet
+from pyctrd.ops.authority import Caller, process_subject, unidentified
+from pyctrd.ops.names import VARLINK_CONTAINER, VARLINK_IMAGE, VARLINK_SERVICE
+from pyctrd.ops.operations import (
+    CONTAINER_OPS,
+    MANAGER_OPS,
+    WATCH,
+    Operation,
+    Operations,
+    Target,
+    details,
+)
+from pyctrd.ops.options import CreateOptions, decode_varlink
 from pyctrd.varlink.peer import Peer
 
-CONTAINER = "io.pyctrd.Container"
-IMAGE = "io.pyctrd.Image"
-SERVICE = "org.varlink.service"
+CHALLENGE_HINT = ("Varlink cannot ask for a password: authenticate through D-Bus (pyctr) "
+                  "or get a polkit rule that allows it")
 
-# Varlink method → its D-Bus counterpart (interface, member); None: no counterpart,
-# open to all because it only reads what D-Bus shows anyone (Watch: the signals).
-DBUS_METHOD: dict[str, dict[str, tuple[str, str] | None]] = {
-    CONTAINER: {
-        "Create": (MANAGER_IFACE, "CreateContainer"),
-        "List": (MANAGER_IFACE, "ListContainers"),
-        "Get": (MANAGER_IFACE, "GetContainer"),
-        "Watch": None,
-        **{m: (CONTAINER_IFACE, m) for m in (
+# Varlink method → the operation it is.
+METHODS: dict[str, dict[str, Operation]] = {
+    VARLINK_CONTAINER: {
+        "Create": MANAGER_OPS["CreateContainer"],
+        "List": MANAGER_OPS["ListContainers"],
+        "Get": MANAGER_OPS["GetContainer"],
+        "Watch": WATCH,
+        **{m: CONTAINER_OPS[m] for m in (
             "Init", "Start", "Stop", "Kill", "Pause", "Unpause", "Mount", "Unmount",
             "Export", "Wait", "Remove", "Inspect")},
     },
-    IMAGE: {
-        "Import": (MANAGER_IFACE, "ImportImage"),
-        "List": (MANAGER_IFACE, "ListImages"),
-        "Get": (MANAGER_IFACE, "GetImage"),
-        "Remove": (IMAGE_IFACE, "Remove"),
-        "Watch": None,
+    VARLINK_IMAGE: {
+        "Import": MANAGER_OPS["ImportImage"],
+        "List": MANAGER_OPS["ListImages"],
+        "Get": MANAGER_OPS["GetImage"],
+        "Remove": MANAGER_OPS["RemoveImage"],
+        "Watch": WATCH,
     },
-    SERVICE: {"GetInfo": None, "GetInterfaceDescription": None},
+    # Varlink's own introspection: open, as D-Bus introspection is.
+    VARLINK_SERVICE: {m: Operation(m, None) for m in ("GetInfo", "GetInterfaceDescription")},
 }
+
+# The call parameter that names an operation's target.
+TARGET_PARAMETER = {Target.CONTAINER: "name", Target.IMAGE: "reference",
+                    Target.NEW_CONTAINER: "image"}
+
+_CREATE_OPTIONS = VarlinkType.from_type_annotation(CreateOptions | None)
 
 
 class UnknownMethod(LookupError):
     pass
 
 
-def varlink_action(interface: str, method: str) -> str | None:
-    """The polkit action guarding a Varlink method; None for an open one."""
+def operation_of(interface: str, method: str) -> Operation:
     try:
-        counterpart = DBUS_METHOD[interface][method]
+        return METHODS[interface][method]
     except KeyError:
-        raise UnknownMethod(f"{interface}.{method} has no polkit action and is not open; "
-                            "add it to pyctrd/varlink/authz.py") from None
-    return None if counterpart is None else action_for(*counterpart)
+        raise UnknownMethod(f"{interface}.{method} is no operation; map it in "
+                            "pyctrd/varlink/authz.py (METHODS)") from None
 
 
-def verb(interface: str, method: str) -> str:
-    counterpart = DBUS_METHOD[interface][method]
-    return counterpart[1] if counterpart else method
+def caller_of(peer: Peer, operation: Operation) -> Caller:
+    """Who calls, as the Authority needs it; AccessDenied if that cannot be told."""
+    if peer.uid != 0 and peer.start_time == 0:
+        assert operation.action is not None
+        raise unidentified(operation.verb, operation.action)
+    return Caller(uid=peer.uid, subject=process_subject(peer.pid, peer.start_time, peer.uid),
+                  interactive=False, challenge_hint=CHALLENGE_HINT)
 
 
-def details_for(runtime: Engine, interface: str, method: str,
+def details_for(operations: Operations, operation: Operation,
                 params: dict[str, Any]) -> dict[str, str]:
-    """What polkit rules may look at, as on D-Bus: the container or image and the verb.
-    ``params`` are the call's raw JSON parameters (not yet checked)."""
-    details = {"verb": verb(interface, method)}
-    name = params.get("name")
-    if interface == CONTAINER and method == "Create":
-        details["image"] = str(params.get("image", ""))
-        options = params.get("options")
-        if isinstance(options, dict) and isinstance(options.get("name"), str):
-            details["container_name"] = options["name"]
-    elif interface == CONTAINER and isinstance(name, str):
-        with contextlib.suppress(PyctrdError):
-            container = runtime.lookup_container(name)
-            details.update(container_id=container.id, container_name=container.name)
-    elif interface == IMAGE and method == "Remove" and isinstance(params.get("reference"), str):
-        with contextlib.suppress(PyctrdError):
-            image = runtime.lookup_image(params["reference"])
-            details.update(image_id=image.id, image_reference=image.reference)
-    return details
+    """What polkit rules may look at, as D-Bus sends it for the same operation,
+    from the call's raw parameters (asyncvarlink checks them once authorized;
+    a value of the wrong type names nothing here)."""
+    given = params.get(TARGET_PARAMETER.get(operation.target, ""))
+    if not isinstance(given, str):
+        return details(operation, None)
+    options: dict[str, Any] | None = None
+    if operation.target is Target.NEW_CONTAINER:
+        options = create_options(params.get("options"))
+    return details(operation, operations.target(operation, given), given, options)
 
 
-class Authorizer:
-    """polkit checks for a system daemon's socket (a session daemon has none)."""
+def create_options(raw: Any) -> dict[str, Any] | None:
+    """CreateContainer's options from JSON, checked; None if they are not valid."""
+    try:
+        return decode_varlink(_CREATE_OPTIONS.fromjson(raw))
+    except (ConversionError, PyctrdError):
+        return None
 
-    def __init__(self, polkit: PolkitClient) -> None:
-        self._polkit = polkit
-
-    async def authorize(self, peer: Peer, action: str, details: dict[str, str],
-                        errors: ErrorSet) -> None:
-        if peer.uid == 0:
-            return
-        what = details.get("verb", "this call")
-        if peer.start_time == 0:
-            raise errors.make("AccessDenied", f"{what} is not allowed: the calling process "
-                              "could not be identified", action=action)
-        subject = process_subject(peer.pid, peer.start_time, peer.uid)
-        decision = await self._polkit.check(subject, action, details, interactive=False)
-        if decision.verdict is Verdict.ALLOWED:
-            return
-        if decision.verdict is Verdict.CHALLENGE:
-            raise errors.make("InteractiveAuthorizationRequired",
-                              f"{what} needs authentication (polkit action {action}), which "
-                              "Varlink cannot ask for; authenticate through D-Bus (pyctr) "
-                              "or get a polkit rule that allows it", action=action)
-        raise errors.make("AccessDenied", f"{what} is not allowed: {decision.reason} "
-                          f"(polkit action {action})", action=action)

@@ -1,4 +1,8 @@
-"""io.pyctrd.Container: a thin adapter from Varlink calls to the core Engine."""
+"""io.pyctrd.Container: Varlink calls decoded, run as operations, answers encoded.
+
+Authorization happened before a method runs (pyctrd.varlink.protocol); a
+method looks its container up, calls the operation and encodes the answer.
+"""
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
@@ -7,27 +11,26 @@ from typing import TypedDict
 from asyncvarlink import FileDescriptor, VarlinkInterface, varlinkmethod
 
 from pyctrd.core.container import Container
-from pyctrd.core.engine import Engine
-from pyctrd.core.unixsignals import parse_signal
-from pyctrd.errors import NoSuchContainer
-from pyctrd.varlink.authz import CONTAINER
+from pyctrd.errors import InvalidArgument, NoSuchContainer
+from pyctrd.ops.names import VARLINK_CONTAINER
+from pyctrd.ops.operations import Operations
+from pyctrd.ops.options import UINT32_MAX, CreateOptions, decode_varlink
 from pyctrd.varlink.errors import ErrorSet
 from pyctrd.varlink.streaming import all_but_last, wants_more, watch
 from pyctrd.varlink.types import (
-    UINT32_MAX,
     ContainerEvent,
     ContainerInfo,
-    CreateOptions,
     EventKind,
     InspectInfo,
-    check_range,
     container_info,
-    core_options,
     inspect_info,
 )
 from pyctrd.varlink.watch import Watchers
 
-ERRORS = ErrorSet(CONTAINER)
+ERRORS = ErrorSet(VARLINK_CONTAINER, (
+    "NoSuchContainer", "NoSuchImage", "AmbiguousId", "Exists", "InvalidState",
+    "InvalidArgument", "InUse", "RuntimeFailed", "StorageFailed", "AccessDenied",
+    "InteractiveAuthorizationRequired", "Overflow", "Failed"))
 
 
 class Created(TypedDict):
@@ -35,7 +38,7 @@ class Created(TypedDict):
     name: str
 
 
-class ContainerInterface(VarlinkInterface, name=CONTAINER):
+class ContainerVarlink(VarlinkInterface, name=VARLINK_CONTAINER):
     """pyctrd's containers: the daemon behind D-Bus org.pyctrd1, the same state.
     A per-container method takes name: its name, full ID or a unique ID prefix.
     Timestamps are microseconds since the Unix epoch, 0 when unset."""
@@ -43,32 +46,32 @@ class ContainerInterface(VarlinkInterface, name=CONTAINER):
     error_set = ERRORS
     errors = tuple(ERRORS.classes.values())
 
-    def __init__(self, runtime: Engine, watchers: Watchers) -> None:
-        self._runtime = runtime
+    def __init__(self, operations: Operations, watchers: Watchers) -> None:
+        self._ops = operations
         self._watchers = watchers
 
     @contextlib.contextmanager
     def _container(self, name: str) -> Iterator[Container]:
         """Look ``name`` up; core errors in the body become Varlink errors about it."""
         with ERRORS.translated(name=name):
-            container = self._runtime.lookup_container(name)
+            container = self._ops.get_container(name)
         with ERRORS.translated(name=name, state=lambda: str(container.state)):
             yield container
 
     @varlinkmethod
     async def Create(self, *, image: str, command: list[str],
-                     options: CreateOptions | None = None) -> Created:
+                     options: CreateOptions | None = None) -> Created:  # type: ignore[valid-type]
         """Create a container from an image (reference, ID or unique ID prefix); an
         empty command runs the image's Entrypoint and Cmd. Options are the D-Bus
         CreateContainer options; an absent one takes its default."""
         with ERRORS.translated(reference=image):
-            container = self._runtime.create_container(image, command, core_options(options))
+            container = self._ops.create_container(image, command, decode_varlink(options))
         return {"id": container.id, "name": container.name}
 
     @varlinkmethod(return_parameter="containers")
     async def List(self) -> list[ContainerInfo]:
         """Every container with its properties."""
-        return [container_info(c) for c in list(self._runtime.containers.values())]
+        return [container_info(c) for c in self._ops.list_containers()]
 
     @varlinkmethod(return_parameter="container")
     async def Get(self, *, name: str | None = None) -> ContainerInfo:
@@ -79,7 +82,7 @@ class ContainerInterface(VarlinkInterface, name=CONTAINER):
                 return container_info(container)
         if not wants_more():
             raise ERRORS.make("InvalidArgument", "Get needs a name, or more to list all")
-        infos = [container_info(c) for c in list(self._runtime.containers.values())]
+        infos = [container_info(c) for c in self._ops.list_containers()]
         if not infos:
             raise ERRORS.of(NoSuchContainer("there are no containers"), {"name": ""})
         return await all_but_last(infos, "container", ContainerInfo, ERRORS)
@@ -101,16 +104,15 @@ class ContainerInterface(VarlinkInterface, name=CONTAINER):
         """Send the stop signal, then SIGKILL after timeout seconds (default: the
         container's stop_timeout; 0 kills at once). Returns once it has exited."""
         with self._container(name) as container:
-            if timeout is None:
-                timeout = container.config.stop_timeout
-            check_range("timeout", timeout, UINT32_MAX)
-            await container.stop(timeout)
+            if timeout is not None and not 0 <= timeout <= UINT32_MAX:
+                raise InvalidArgument(f"timeout {timeout} is out of range 0..{UINT32_MAX}")
+            await self._ops.stop(container, timeout)
 
     @varlinkmethod
     async def Kill(self, *, name: str, signal: str) -> None:
         """Send a signal ("SIGHUP", "HUP" or a number) to its process."""
         with self._container(name) as container:
-            await container.kill(parse_signal(signal))
+            await self._ops.kill(container, signal)
 
     @varlinkmethod
     async def Pause(self, *, name: str) -> None:
@@ -153,16 +155,14 @@ class ContainerInterface(VarlinkInterface, name=CONTAINER):
     async def Remove(self, *, name: str, force: bool | None = None) -> None:
         """Delete it with its storage; force stops it first if it runs."""
         with self._container(name) as container:
-            await self._runtime.remove_container(container, bool(force))
+            await self._ops.remove_container(container, bool(force))
 
     @varlinkmethod(return_parameter="info", allow_foreign=True)
     async def Inspect(self, *, name: str) -> InspectInfo:
         """Everything about it, podman-inspect style: config (env included), state,
         mounts and the OCI runtime spec in use."""
         with self._container(name) as container:
-            if container.removed:
-                raise NoSuchContainer(f"container {container.name} has been removed")
-            return inspect_info(container.inspect())
+            return inspect_info(self._ops.inspect(container))
 
     @varlinkmethod(return_parameter="event", delay_generator=False)  # never held back
     async def Watch(self, *, existing: bool | None = None) -> AsyncIterator[ContainerEvent]:
@@ -175,7 +175,7 @@ class ContainerInterface(VarlinkInterface, name=CONTAINER):
             if not existing:
                 return []
             return [ContainerEvent(EventKind.existing, c.id, [], container_info(c))
-                    for c in list(self._runtime.containers.values())]
+                    for c in self._ops.list_containers()]
 
         ready = ContainerEvent(EventKind.ready, "", [], None)
         async with contextlib.aclosing(

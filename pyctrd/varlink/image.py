@@ -1,4 +1,4 @@
-"""io.pyctrd.Image: imported images over Varlink."""
+"""io.pyctrd.Image: imported images over Varlink, as operations."""
 
 import contextlib
 from collections.abc import AsyncIterator
@@ -6,17 +6,18 @@ from typing import TypedDict
 
 from asyncvarlink import FileDescriptor, VarlinkInterface, varlinkmethod
 
-from pyctrd.core.engine import Engine
 from pyctrd.errors import NoSuchImage
-from pyctrd.varlink.authz import IMAGE
+from pyctrd.ops.names import VARLINK_IMAGE
+from pyctrd.ops.operations import Operations
 from pyctrd.varlink.errors import ErrorSet
 from pyctrd.varlink.streaming import all_but_last, wants_more, watch
 from pyctrd.varlink.types import EventKind, ImageEvent, ImageInfo, image_info
 from pyctrd.varlink.watch import Watchers
 
-ERRORS = ErrorSet(IMAGE, ("NoSuchImage", "AmbiguousId", "InvalidArgument", "InUse",
-                          "RuntimeFailed", "StorageFailed", "AccessDenied",
-                          "InteractiveAuthorizationRequired", "Overflow", "Failed"))
+ERRORS = ErrorSet(VARLINK_IMAGE, (
+    "NoSuchImage", "AmbiguousId", "InvalidArgument", "InUse", "RuntimeFailed",
+    "StorageFailed", "AccessDenied", "InteractiveAuthorizationRequired", "Overflow",
+    "Failed"))
 
 
 class Imported(TypedDict):
@@ -24,15 +25,15 @@ class Imported(TypedDict):
     reference: str
 
 
-class ImageInterface(VarlinkInterface, name=IMAGE):
+class ImageVarlink(VarlinkInterface, name=VARLINK_IMAGE):
     """pyctrd's images. A per-image method takes reference: a reference such as
     busybox:latest, the full ID or a unique ID prefix."""
 
     error_set = ERRORS
     errors = tuple(ERRORS.classes.values())
 
-    def __init__(self, runtime: Engine, watchers: Watchers) -> None:
-        self._runtime = runtime
+    def __init__(self, operations: Operations, watchers: Watchers) -> None:
+        self._ops = operations
         self._watchers = watchers
 
     @varlinkmethod
@@ -42,13 +43,13 @@ class ImageInterface(VarlinkInterface, name=IMAGE):
         (optionally compressed) from the file descriptor passed with the call
         (archive is its index); reference names it (default: the archive's own)."""
         with ERRORS.translated(reference=reference or ""):
-            image = await self._runtime.import_image(archive.fileno(), reference or "")
+            image = await self._ops.import_image(archive.fileno(), reference or "")
         return {"id": image.id, "reference": image.reference}
 
     @varlinkmethod(return_parameter="images")
     async def List(self) -> list[ImageInfo]:
         """Every image with its properties."""
-        return [image_info(i) for i in list(self._runtime.images.values())]
+        return [image_info(i) for i in self._ops.list_images()]
 
     @varlinkmethod(return_parameter="image")
     async def Get(self, *, reference: str | None = None) -> ImageInfo:
@@ -56,10 +57,10 @@ class ImageInterface(VarlinkInterface, name=IMAGE):
         reply per image (NoSuchImage when there is none)."""
         if reference is not None:
             with ERRORS.translated(reference=reference):
-                return image_info(self._runtime.lookup_image(reference))
+                return image_info(self._ops.get_image(reference))
         if not wants_more():
             raise ERRORS.make("InvalidArgument", "Get needs a reference, or more to list all")
-        infos = [image_info(i) for i in list(self._runtime.images.values())]
+        infos = [image_info(i) for i in self._ops.list_images()]
         if not infos:
             raise ERRORS.of(NoSuchImage("there are no images"), {"reference": ""})
         return await all_but_last(infos, "image", ImageInfo, ERRORS)
@@ -67,9 +68,10 @@ class ImageInterface(VarlinkInterface, name=IMAGE):
     @varlinkmethod
     async def Remove(self, *, reference: str, force: bool | None = None) -> None:
         """Delete it; refused with InUse while containers use it, unless force
-        (which removes those containers too)."""
+        (which removes those containers too). Naming one of several references
+        only removes that reference (D-Bus RemoveImage)."""
         with ERRORS.translated(reference=reference):
-            await self._runtime.remove_image_named(reference, bool(force))
+            await self._ops.remove_image_named(reference, bool(force))
 
     @varlinkmethod(return_parameter="event", delay_generator=False)  # never held back
     async def Watch(self, *, existing: bool | None = None) -> AsyncIterator[ImageEvent]:
@@ -79,7 +81,7 @@ class ImageInterface(VarlinkInterface, name=IMAGE):
             if not existing:
                 return []
             return [ImageEvent(EventKind.existing, i.id, [], image_info(i))
-                    for i in list(self._runtime.images.values())]
+                    for i in self._ops.list_images()]
 
         ready = ImageEvent(EventKind.ready, "", [], None)
         async with contextlib.aclosing(

@@ -1,4 +1,9 @@
-"""One Varlink connection: authorize each call, then let asyncvarlink dispatch it.
+"""One Varlink connection: each call's operation authorized, then dispatched.
+
+A guarded call (its operation has a polkit action, and the daemon an
+Authority) is checked first: the caller from the peer's credentials, the
+details from the operation and its resolved target, as D-Bus does it. Then
+asyncvarlink decodes the parameters and runs the method.
 
 asyncvarlink hands methods only their parameters; what a method needs about
 its call (the peer, whether the client asked for `more`, the connection for
@@ -26,8 +31,9 @@ from asyncvarlink import (
 )
 from asyncvarlink.serviceerrors import InterfaceNotFound
 
-from pyctrd.core.engine import Engine
-from pyctrd.varlink.authz import Authorizer, UnknownMethod, details_for, varlink_action
+from pyctrd.ops.authority import Authority
+from pyctrd.ops.operations import Operation, Operations
+from pyctrd.varlink.authz import UnknownMethod, caller_of, details_for, operation_of
 from pyctrd.varlink.errors import ErrorSet
 from pyctrd.varlink.peer import Peer
 
@@ -47,11 +53,11 @@ current_call: contextvars.ContextVar[CallContext] = contextvars.ContextVar("curr
 
 
 class Connection(VarlinkInterfaceServerProtocol):
-    def __init__(self, registry: VarlinkInterfaceRegistry, runtime: Engine,
-                 authorizer: Authorizer | None, peer: Peer, sock: socket.socket) -> None:
+    def __init__(self, registry: VarlinkInterfaceRegistry, operations: Operations,
+                 authority: Authority | None, peer: Peer, sock: socket.socket) -> None:
         super().__init__(registry)
-        self._runtime = runtime
-        self._authorizer = authorizer
+        self._operations = operations
+        self._authority = authority
         self.peer = peer
         self.sock = sock
         self.lost = asyncio.Event()
@@ -61,12 +67,17 @@ class Connection(VarlinkInterfaceServerProtocol):
         token = current_call.set(CallContext(self.peer, call.more, self))
         try:
             try:
-                action = varlink_action(call.method_interface, call.method_name)
+                operation: Operation | None = operation_of(call.method_interface,
+                                                           call.method_name)
             except UnknownMethod:
-                action = None  # asyncvarlink answers InterfaceNotFound/MethodNotFound
-            if action is None or self._authorizer is None:
-                return super().call_received(call, fds)
-            task = asyncio.ensure_future(self._authorized(call, fds, action))
+                # No such method (each one served is in a table: the server checks
+                # that at start); asyncvarlink answers InterfaceNotFound/MethodNotFound.
+                operation = None
+            if operation is None or operation.action is None or self._authority is None:
+                dispatched: asyncio.Future[None] | None = super().call_received(call, fds)
+                return dispatched
+            # The next call on this connection is read only once this task is done.
+            task = asyncio.ensure_future(self._authorized(call, fds, operation))
             if fds is not None:
                 fds.reference_until_done(task)
             return task
@@ -74,12 +85,13 @@ class Connection(VarlinkInterfaceServerProtocol):
             current_call.reset(token)
 
     async def _authorized(self, call: VarlinkMethodCall, fds: FileDescriptorArray | None,
-                          action: str) -> None:
-        assert self._authorizer is not None
+                          operation: Operation) -> None:
+        assert self._authority is not None and operation.action is not None
         errors = self.errors_of(call.method_interface)
-        details = details_for(self._runtime, call.method_interface, call.method_name,
-                              call.parameters)
-        await self._authorizer.authorize(self.peer, action, details, errors)
+        with errors.translated():
+            caller = caller_of(self.peer, operation)
+            details = details_for(self._operations, operation, call.parameters)
+            await self._authority.authorize(caller, operation.action, details)
         dispatched = super().call_received(call, fds)
         if dispatched is not None:
             await dispatched
@@ -133,7 +145,11 @@ class Connection(VarlinkInterfaceServerProtocol):
                 self.lost.set()
 
         loop.add_reader(fd, readable)
-        return lambda: loop.remove_reader(fd)
+
+        def stop() -> None:
+            loop.remove_reader(fd)
+
+        return stop
 
 
 def _hung_up(fd: int) -> bool:

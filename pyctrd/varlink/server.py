@@ -19,49 +19,51 @@ from pathlib import Path
 from asyncvarlink import VarlinkInterfaceRegistry, VarlinkTransport, varlinksignature
 from asyncvarlink.serviceinterface import VarlinkServiceInterface
 
-from pyctrd import __version__
-from pyctrd.core.engine import Engine
-from pyctrd.varlink.authz import Authorizer, varlink_action
-from pyctrd.varlink.container import ContainerInterface
-from pyctrd.varlink.image import ImageInterface
+from pyctrd.ops.authority import Authority
+from pyctrd.ops.names import VARLINK_CONTAINER, VARLINK_IMAGE
+from pyctrd.ops.operations import Operations
+from pyctrd.varlink.authz import operation_of
+from pyctrd.varlink.container import ContainerVarlink
+from pyctrd.varlink.image import ImageVarlink
 from pyctrd.varlink.peer import peer_of
 from pyctrd.varlink.protocol import Connection
 from pyctrd.varlink.watch import Watchers
 
 log = logging.getLogger(__name__)
 
-SOCKET_NAME = "io.pyctrd"
 MAX_CONNECTIONS = 1024  # beyond this, new clients are hung up on at once
 ACCEPT_RETRY = 1.0  # s to pause accepting when out of file descriptors
 
 
-def make_registry(runtime: Engine, watchers: Watchers) -> VarlinkInterfaceRegistry:
+def make_registry(operations: Operations, watchers: Watchers) -> VarlinkInterfaceRegistry:
+    """The interfaces served; UnknownMethod if a method is no operation."""
     registry = VarlinkInterfaceRegistry()
     registry.register_interface(VarlinkServiceInterface(
-        "pyctrd", "pyctrd", __version__, "", registry))
-    registry.register_interface(ContainerInterface(runtime, watchers))
-    registry.register_interface(ImageInterface(runtime, watchers))
+        "pyctrd", "pyctrd", operations.version, "", registry))
+    registry.register_interface(ContainerVarlink(operations, watchers))
+    registry.register_interface(ImageVarlink(operations, watchers))
     for interface in registry:
         for member in dir(interface):
             if varlinksignature(getattr(interface, member)) is not None:
-                varlink_action(interface.name, member)  # LookupError if in no table
+                operation_of(interface.name, member)  # UnknownMethod if in no table
     return registry
 
 
 class VarlinkServer:
-    def __init__(self, runtime: Engine, path: Path, authorizer: Authorizer | None) -> None:
+    def __init__(self, operations: Operations, path: Path,
+                 authority: Authority | None) -> None:
         self.path = path
-        self._runtime = runtime
-        self._authorizer = authorizer
+        self._operations = operations
+        self._authority = authority
         self._watchers = Watchers()
-        self._registry = make_registry(runtime, self._watchers)
+        self._registry = make_registry(operations, self._watchers)
         self._sock: socket.socket | None = None
         self._transports: set[VarlinkTransport] = set()
 
     @property
     def public(self) -> bool:
         """Anyone may connect: only when polkit guards every method that changes things."""
-        return self._authorizer is not None
+        return self._authority is not None
 
     def start(self) -> None:
         self._sock = _listening_socket(self.path, 0o666 if self.public else 0o600)
@@ -69,9 +71,9 @@ class VarlinkServer:
             # Others must reach the socket, not list or read the run root.
             parent = self.path.parent
             parent.chmod(stat.S_IMODE(parent.stat().st_mode) | 0o111)
-        self._runtime.listener.add(self._watchers)
+        self._operations.engine.listener.add(self._watchers)
         asyncio.get_running_loop().add_reader(self._sock.fileno(), self._accept)
-        log.info("varlink: serving io.pyctrd.Container and io.pyctrd.Image on %s (%s)",
+        log.info("varlink: serving %s and %s on %s (%s)", VARLINK_CONTAINER, VARLINK_IMAGE,
                  self.path, "polkit-guarded, mode 0666" if self.public else "mode 0600")
 
     def _accept(self) -> None:
@@ -95,7 +97,7 @@ class VarlinkServer:
         except OSError:
             conn.close()
             return
-        protocol = Connection(self._registry, self._runtime, self._authorizer, peer, conn)
+        protocol = Connection(self._registry, self._operations, self._authority, peer, conn)
         transport = VarlinkTransport(asyncio.get_running_loop(), conn, conn, protocol,
                                      {"peer": peer})
         self._transports.add(transport)
@@ -126,7 +128,7 @@ class VarlinkServer:
         for transport in list(self._transports):
             transport.abort()
         with contextlib.suppress(ValueError):
-            self._runtime.listener.remove(self._watchers)
+            self._operations.engine.listener.remove(self._watchers)
 
 
 def _listening_socket(path: Path, mode: int) -> socket.socket:

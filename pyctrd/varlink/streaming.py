@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import TypeVar
 
 from asyncvarlink.conversion import VarlinkType
@@ -34,7 +34,7 @@ async def all_but_last(items: list[T], key: str, item_type: type, errors: ErrorS
 
 
 async def watch(subscribers: set[WatchQueue[T]], existing: Callable[[], list[T]],
-                ready: T, errors: ErrorSet) -> AsyncIterator[T]:
+                ready: T, errors: ErrorSet) -> AsyncGenerator[T, None]:
     """The events of one Watch call: ``existing()`` (if wanted), ``ready``, then live ones.
 
     Subscribed before ``existing()`` is read, so no change falls between the two.

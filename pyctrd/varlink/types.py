@@ -1,143 +1,56 @@
 """The typed structs of io.pyctrd.*: their fields, and how each reads the core.
 
 asyncvarlink derives the interface description from these dataclasses (each
-one becomes a named `type`), so a field added here is added to the contract:
-update varlink/*.varlink with it (a test compares them with the live service).
+one becomes a named `type`), so a field added here, or a row added to a
+property table, is added to the contract: update varlink/*.varlink with it
+(a test compares them with the live service).
 
-ContainerInfo and ImageInfo carry exactly the D-Bus properties, in snake_case,
-read through pyctrd.bus.props' tables so both front ends show the same values.
+ContainerInfo and ImageInfo are made from pyctrd.ops.properties' tables: one
+field per D-Bus property, in snake_case and table order, read by the same
+getters, so both front ends show the same values. CreateOptions is
+pyctrd.ops.options.CreateOptions.
 """
 
 import enum
-import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, make_dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pyctrd.bus.props import CONTAINER_PROPERTIES, IMAGE_PROPERTIES, STATUS_TO_PROPERTIES
 from pyctrd.core.container import Container
 from pyctrd.core.image import Image
-from pyctrd.errors import InvalidArgument
+from pyctrd.ops.properties import CONTAINER_PROPERTIES, IMAGE_PROPERTIES, Property, snake_case
 
-UINT32_MAX = (1 << 32) - 1
-UINT64_MAX = (1 << 64) - 1
-
-
-def snake_case(name: str) -> str:
-    """D-Bus property name → Varlink field: ImageId → image_id, OOMKilled → oom_killed."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+# A property's D-Bus signature → its type in a Varlink struct.
+_TYPES: dict[str, Any] = {
+    "s": str, "b": bool, "i": int, "u": int, "t": int, "d": float,
+    "as": list[str], "a{ss}": dict[str, str],
+}
 
 
-@dataclass
-class ContainerInfo:
-    id: str
-    name: str
-    image: str
-    image_id: str
-    command: list[str]
-    state: str
-    pid: int
-    exit_code: int
-    oom_killed: bool
-    mounted: bool
-    mountpoint: str
-    created_timestamp: int
-    started_timestamp: int
-    finished_timestamp: int
-    labels: dict[str, str]
-    log_path: str
-    stop_signal: int
-    stop_timeout: int
-    terminal: bool
+def _info_struct(name: str, table: dict[str, Property], doc: str) -> type:
+    struct = make_dataclass(name, [(row.field, _TYPES[row.signature]) for row in table.values()])
+    struct.__doc__ = doc
+    struct.__module__ = __name__
+    return struct
 
 
-@dataclass
-class ImageInfo:
-    id: str
-    reference: str
-    digest: str
-    size: int
-    created_timestamp: int
-    layers: list[str]
-    entrypoint: list[str]
-    cmd: list[str]
-    env: list[str]
-    working_dir: str
-    user: str
+if TYPE_CHECKING:  # made at run time; a type checker knows no more than "a dataclass"
+    ContainerInfo: TypeAlias = Any
+    ImageInfo: TypeAlias = Any
+else:
+    ContainerInfo = _info_struct("ContainerInfo", CONTAINER_PROPERTIES,
+                                 "A container's D-Bus properties.")
+    ImageInfo = _info_struct("ImageInfo", IMAGE_PROPERTIES, "An image's D-Bus properties.")
 
 
 def container_info(container: Container) -> ContainerInfo:
-    return ContainerInfo(**{snake_case(name): get(container)
-                            for name, (_sig, get) in CONTAINER_PROPERTIES.items()})
+    """The ContainerInfo of ``container`` now."""
+    return ContainerInfo(**{row.field: row.get(container)
+                            for row in CONTAINER_PROPERTIES.values()})
 
 
 def image_info(image: Image) -> ImageInfo:
-    return ImageInfo(**{snake_case(name): get(image)
-                        for name, (_sig, get) in IMAGE_PROPERTIES.items()})
-
-
-def changed_fields(changes: dict[str, Any]) -> list[str]:
-    """The ContainerInfo fields a core status change touched, in field order."""
-    touched = {p for key in changes for p in STATUS_TO_PROPERTIES.get(key, ())}
-    return [snake_case(name) for name in CONTAINER_PROPERTIES if name in touched]
-
-
-# --------------------------------------------------------------------------
-# Create
-
-
-@dataclass
-class Mount:
-    source: str
-    destination: str
-    options: str  # comma-separated, e.g. "ro,bind"
-
-
-@dataclass
-class CreateOptions:
-    """The D-Bus CreateContainer option keys; an absent field takes the default."""
-
-    name: str | None = None
-    labels: dict[str, str] | None = None
-    annotations: dict[str, str] | None = None
-    env: list[str] | None = None
-    workdir: str | None = None
-    user: str | None = None
-    hostname: str | None = None
-    terminal: bool | None = None
-    stdin: bool | None = None
-    stop_signal: str | None = None
-    stop_timeout: int | None = None
-    read_only: bool | None = None
-    mounts: list[Mount] | None = None
-    memory_limit: int | None = None
-    cpu_quota: float | None = None
-    pids_limit: int | None = None
-    network: str | None = None
-
-
-# What D-Bus' unsigned types guarantee and a Varlink int does not.
-_RANGES = {"stop_timeout": UINT32_MAX, "memory_limit": UINT64_MAX, "pids_limit": UINT64_MAX}
-
-
-def core_options(options: CreateOptions | None) -> dict[str, Any]:
-    """CreateOptions → the plain dict Engine.create_container checks further."""
-    if options is None:
-        return {}
-    plain: dict[str, Any] = {}
-    for key, value in vars(options).items():
-        if value is None:
-            continue
-        if key in _RANGES:
-            check_range(key, value, _RANGES[key])
-        if key == "mounts":
-            value = [(m.source, m.destination, m.options) for m in value]
-        plain[key] = value
-    return plain
-
-
-def check_range(what: str, value: int, maximum: int) -> None:
-    if not 0 <= value <= maximum:
-        raise InvalidArgument(f"{what} {value} is out of range 0..{maximum}")
+    """The ImageInfo of ``image`` now."""
+    return ImageInfo(**{row.field: row.get(image) for row in IMAGE_PROPERTIES.values()})
 
 
 # --------------------------------------------------------------------------

@@ -13,18 +13,10 @@ import collections
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from pyctrd.bus.props import IMAGE_PROPERTIES
 from pyctrd.core.container import Container
 from pyctrd.core.image import Image
-from pyctrd.varlink.types import (
-    ContainerEvent,
-    EventKind,
-    ImageEvent,
-    changed_fields,
-    container_info,
-    image_info,
-    snake_case,
-)
+from pyctrd.ops.properties import CONTAINER_PROPERTIES, IMAGE_PROPERTIES, changed
+from pyctrd.varlink.types import ContainerEvent, EventKind, ImageEvent, container_info, image_info
 
 WATCH_QUEUE_MAX = 1024
 
@@ -94,8 +86,8 @@ class Watchers:
 
     def container_changed(self, container: Container, changes: dict[str, Any]) -> None:
         # Only changes of what ContainerInfo shows (not conmon's pid, cleanup flags).
-        if self.containers and (changed := changed_fields(changes)):
-            self._containers(EventKind.changed, container, changed)
+        if self.containers and (fields := changed_fields(changes)):
+            self._containers(EventKind.changed, container, fields)
 
     def image_added(self, image: Image) -> None:
         self._images(EventKind.added, image)
@@ -104,5 +96,17 @@ class Watchers:
         self._images(EventKind.removed, image)
 
     def image_changed(self, image: Image, names: list[str]) -> None:
-        fields = [snake_case(n) for n in IMAGE_PROPERTIES if n in names]
-        self._images(EventKind.changed, image, fields)
+        if self.images and (fields := image_changed_fields(names)):
+            self._images(EventKind.changed, image, fields)
+
+
+def changed_fields(changes: dict[str, Any]) -> list[str]:
+    """The ContainerInfo fields a change of the core's status ``changes`` touched."""
+    return [row.field for row in changed(CONTAINER_PROPERTIES, changes)]
+
+
+def image_changed_fields(names: list[str]) -> list[str]:
+    """The ImageInfo fields an image change touched. The engine names what changed
+    by property ("Reference") or by core field ("reference"); both are understood."""
+    fields = {IMAGE_PROPERTIES[n].follows if n in IMAGE_PROPERTIES else n for n in names}
+    return [row.field for row in changed(IMAGE_PROPERTIES, (f for f in fields if f))]

@@ -242,12 +242,12 @@ def test_interface_files_equal_the_live_descriptions(sock: Path) -> None:
 
 
 def test_container_info_carries_every_dbus_property() -> None:
-    from pyctrd.bus.props import CONTAINER_PROPERTIES, IMAGE_PROPERTIES
-    from pyctrd.varlink.types import ContainerInfo, ImageInfo, snake_case
+    from pyctrd.ops.properties import CONTAINER_PROPERTIES, IMAGE_PROPERTIES
+    from pyctrd.varlink.types import ContainerInfo, ImageInfo
 
     assert list(ContainerInfo.__dataclass_fields__) == [
-        snake_case(p) for p in CONTAINER_PROPERTIES]
-    assert list(ImageInfo.__dataclass_fields__) == [snake_case(p) for p in IMAGE_PROPERTIES]
+        p.field for p in CONTAINER_PROPERTIES.values()]
+    assert list(ImageInfo.__dataclass_fields__) == [p.field for p in IMAGE_PROPERTIES.values()]
 
 
 def test_create_start_stop_remove_and_list(sock: Path) -> None:
@@ -433,6 +433,30 @@ def test_export_and_import_pass_descriptors(sock: Path, daemon: Daemon, busybox_
         client.close()
 
 
+def test_image_remove_is_remove_image_naming_one_reference_untags(
+        sock: Path, daemon: Daemon, busybox_tar: Path) -> None:
+    client = RawClient(sock)
+    try:
+        with open(busybox_tar, "rb") as f:
+            reply = client.call(f"{IMAGE}.Import", {"archive": 0, "reference": "vl-tag"},
+                                [f.fileno()])
+    finally:
+        client.close()
+    assert reply["parameters"]["id"] == daemon.image_id, reply  # the same content
+    watch = CliStream(sock, f"{IMAGE}.Watch")
+    try:
+        assert watch.next()["event"]["kind"] == "ready"
+        assert cli(sock, f"{IMAGE}.Remove", {"reference": "vl-tag"}).ok()
+        changed = watch.next()["event"]
+        assert changed["kind"] == "changed" and changed["changed"] == ["reference"]
+        assert changed["image"]["reference"] == "busybox"
+    finally:
+        watch.close()
+    assert cli(sock, f"{IMAGE}.Get", {"reference": "vl-tag"}).error_name() == "NoSuchImage"
+    assert cli(sock, f"{IMAGE}.Get", {"reference": "busybox"}).reply["image"]["id"] == \
+        daemon.image_id
+
+
 def _write_all(fd: int, data: bytes) -> None:
     with contextlib.suppress(BrokenPipeError), io.FileIO(fd, "wb") as f:
         f.write(data)
@@ -503,22 +527,23 @@ def test_a_watch_client_that_stops_reading_is_dropped_not_waited_for(
 
 
 def test_every_method_is_guarded_or_open() -> None:
-    from pyctrd.varlink.authz import DBUS_METHOD, UnknownMethod, varlink_action
-    from pyctrd.varlink.container import ContainerInterface
-    from pyctrd.varlink.image import ImageInterface
+    from pyctrd.varlink.authz import METHODS, UnknownMethod, operation_of
+    from pyctrd.varlink.container import ContainerVarlink
+    from pyctrd.varlink.image import ImageVarlink
 
-    for interface in (ContainerInterface, ImageInterface):
+    for interface in (ContainerVarlink, ImageVarlink):
         methods = {m for m in dir(interface) if hasattr(getattr(interface, m),
                                                         "_varlink_signature")}
-        assert methods == set(DBUS_METHOD[interface.name]), interface.name
-    assert varlink_action(CONTAINER, "Start") == "org.pyctrd1.container.manage"
-    assert varlink_action(CONTAINER, "Create") == "org.pyctrd1.container.create"
-    assert varlink_action(CONTAINER, "Inspect") == "org.pyctrd1.container.inspect"
-    assert varlink_action(IMAGE, "Import") == "org.pyctrd1.image.manage"
-    assert varlink_action(CONTAINER, "Wait") is None
-    assert varlink_action(CONTAINER, "Watch") is None
+        assert methods == set(METHODS[interface.name]), interface.name
+    assert operation_of(CONTAINER, "Start").action == "org.pyctrd1.container.manage"
+    assert operation_of(CONTAINER, "Create").action == "org.pyctrd1.container.create"
+    assert operation_of(CONTAINER, "Inspect").action == "org.pyctrd1.container.inspect"
+    assert operation_of(IMAGE, "Import").action == "org.pyctrd1.image.manage"
+    assert operation_of(IMAGE, "Remove").verb == "RemoveImage"
+    assert operation_of(CONTAINER, "Wait").action is None
+    assert operation_of(CONTAINER, "Watch").action is None
     with pytest.raises(UnknownMethod):
-        varlink_action(CONTAINER, "Frobnicate")
+        operation_of(CONTAINER, "Frobnicate")
 
 
 def test_a_watch_queue_is_bounded() -> None:
@@ -536,8 +561,8 @@ def test_a_watch_queue_is_bounded() -> None:
 
 
 def test_snake_case_and_the_peer_start_time() -> None:
+    from pyctrd.ops.properties import snake_case
     from pyctrd.varlink.peer import process_start_time
-    from pyctrd.varlink.types import snake_case
 
     assert [snake_case(n) for n in ("Id", "ImageId", "PID", "OOMKilled", "LogPath")] == [
         "id", "image_id", "pid", "oom_killed", "log_path"]

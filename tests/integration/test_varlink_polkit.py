@@ -31,6 +31,7 @@ NOBODY = 65534
 AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
 MANAGE = "org.pyctrd1.container.manage"
 CREATE = "org.pyctrd1.container.create"
+IMAGE_MANAGE = "org.pyctrd1.image.manage"
 
 
 @dataclass
@@ -125,7 +126,7 @@ def test_each_guarded_method_asks_for_its_dbus_action(
         (f"{CONTAINER}.Kill", {"name": container, "signal": "TERM"}, MANAGE),
         (f"{CONTAINER}.Mount", {"name": container}, "org.pyctrd1.container.mount"),
         (f"{CONTAINER}.Inspect", {"name": container}, "org.pyctrd1.container.inspect"),
-        (f"{IMAGE}.Remove", {"reference": "busybox"}, "org.pyctrd1.image.manage"),
+        (f"{IMAGE}.Remove", {"reference": "busybox"}, IMAGE_MANAGE),
     ]
     for method, params, action in cases:
         polkit.clear_calls()
@@ -135,6 +136,24 @@ def test_each_guarded_method_asks_for_its_dbus_action(
     assert state(env, container) == "configured"
     names = [c["name"] for c in cli(env.sock, f"{CONTAINER}.List").reply["containers"]]
     assert "by-nobody" not in names
+
+
+def test_details_are_those_dbus_sends(env: Env, polkit: Polkitd) -> None:
+    """Image.Remove is D-Bus RemoveImage (action, details, untagging); Create names
+    the image as given and the new container's name."""
+    busybox = cli(env.sock, f"{IMAGE}.Get", {"reference": "busybox"}).reply["image"]
+    assert nobody(env, f"{IMAGE}.Remove", {"reference": "busybox"}).error_name() == \
+        "AccessDenied"
+    assert nobody(env, f"{CONTAINER}.Create", {
+        "image": "busybox", "command": ["true"],
+        "options": {"name": "by-nobody", "stop_timeout": 2}}).error_name() == "AccessDenied"
+    sent = [(action, details) for _subject, action, details, _flags in polkit.check_calls()]
+    assert sent == [
+        (IMAGE_MANAGE, {"verb": "RemoveImage", "image_id": busybox["id"],
+                        "image_reference": busybox["reference"]}),
+        (CREATE, {"verb": "CreateContainer", "image": "busybox",
+                  "container_name": "by-nobody"}),
+    ]
 
 
 def test_root_is_allowed_without_asking_polkit(env: Env, polkit: Polkitd,
