@@ -1,6 +1,6 @@
 # pyctrd developer entry points. Run as root on Debian 12.
 #   make run    set up the machine and run the daemon in the foreground
-#   make test   lint and run the test suite
+#   make test   lint, type-check (mypy, configured in pyproject.toml) and run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -50,6 +50,7 @@ run: deps venv
 
 test: deps venv
 	$(VENV)/bin/ruff check pyctrd tests
+	$(VENV)/bin/mypy pyctrd
 	$(VENV)/bin/pytest -q
 
 lint: venv
@@ -85,7 +86,7 @@ clean:
 #
 # The Python package goes where $(INSTALL_PYTHON) looks for PREFIX's packages,
 # and its scripts to $(PREFIX)/bin (packaging/python-package; no network, no
-# dependencies: install dbus-fast>=5.2 and pyxdg for that interpreter).
+# dependencies: install dbus-fast>=5.2,<5.3 and pyxdg for that interpreter).
 # Files whose directory the system fixes, whatever PREFIX: the bus policy
 # (dbus-daemon reads /usr/share/dbus-1/system.d and /etc/dbus-1/system.d), the
 # polkit actions (polkitd reads /usr/share/polkit-1/actions) and the config

@@ -15,16 +15,17 @@ from dbus_fast import BusType, Message, MessageFlag, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from pyctrd.cli.errors import CliError, DaemonError
-
-BUS_NAME = "org.pyctrd1"
-MANAGER_PATH = "/org/pyctrd1"
-MANAGER = "org.pyctrd1.Manager"
-CONTAINER = "org.pyctrd1.Container"
-IMAGE = "org.pyctrd1.Image"
-PROPERTIES = "org.freedesktop.DBus.Properties"
-OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
-CONTAINER_PREFIX = MANAGER_PATH + "/container/"
-IMAGE_PREFIX = MANAGER_PATH + "/image/"
+from pyctrd.ops.names import (
+    BUS_NAME,
+    CONTAINER_IFACE,
+    CONTAINER_PREFIX,
+    IMAGE_IFACE,
+    IMAGE_PREFIX,
+    MANAGER_IFACE,
+    MANAGER_PATH,
+    OBJECT_MANAGER_IFACE,
+    PROPERTIES_IFACE,
+)
 
 
 def unwrap(value: Any) -> Any:
@@ -78,7 +79,7 @@ class Daemon:
     # plain calls
 
     async def call_message(self, path: str, interface: str, member: str, signature: str = "",
-                           body: list | None = None, fds: list[int] | None = None) -> Message:
+                           body: list[Any] | None = None, fds: list[int] | None = None) -> Message:
         reply = await self.bus.call(Message(
             destination=BUS_NAME, path=path, interface=interface, member=member,
             signature=signature, body=body or [], unix_fds=fds or [], flags=self.flags))
@@ -91,29 +92,31 @@ class Daemon:
         return reply
 
     async def call(self, path: str, interface: str, member: str, signature: str = "",
-                   body: list | None = None, fds: list[int] | None = None) -> list:
+                   body: list[Any] | None = None, fds: list[int] | None = None) -> list[Any]:
         reply = await self.call_message(path, interface, member, signature, body, fds)
         for fd in reply.unix_fds:  # not asked for: do not leak it
             os.close(fd)
         return list(reply.body)
 
     async def call_for_fd(self, path: str, interface: str, member: str, signature: str = "",
-                          body: list | None = None) -> int:
+                          body: list[Any] | None = None) -> int:
         """A method returning one descriptor (h): the descriptor, ours to close."""
         reply = await self.call_message(path, interface, member, signature, body)
         if len(reply.unix_fds) != 1 or reply.signature != "h":
             for fd in reply.unix_fds:
                 os.close(fd)
             raise CliError(f"pyctrd's {member} reply carried no descriptor")
-        return reply.unix_fds[reply.body[0]]
+        received: int = reply.unix_fds[reply.body[0]]
+        return received
 
-    async def manager(self, member: str, signature: str = "", body: list | None = None,
-                      fds: list[int] | None = None) -> list:
-        return await self.call(MANAGER_PATH, MANAGER, member, signature, body, fds)
+    async def manager(self, member: str, signature: str = "", body: list[Any] | None = None,
+                      fds: list[int] | None = None) -> list[Any]:
+        return await self.call(MANAGER_PATH, MANAGER_IFACE, member, signature, body, fds)
 
     async def container_call(self, ref: Ref, member: str, signature: str = "",
-                             body: list | None = None, fds: list[int] | None = None) -> list:
-        return await self.call(ref.path, CONTAINER, member, signature, body, fds)
+                             body: list[Any] | None = None,
+                             fds: list[int] | None = None) -> list[Any]:
+        return await self.call(ref.path, CONTAINER_IFACE, member, signature, body, fds)
 
     # lookups
 
@@ -126,29 +129,31 @@ class Daemon:
         return Ref(reference_or_id, path)
 
     async def properties(self, path: str, interface: str) -> dict[str, Any]:
-        (values,) = await self.call(path, PROPERTIES, "GetAll", "s", [interface])
-        return unwrap(values)
+        (values,) = await self.call(path, PROPERTIES_IFACE, "GetAll", "s", [interface])
+        found: dict[str, Any] = unwrap(values)
+        return found
 
     async def container_properties(self, ref: Ref) -> dict[str, Any]:
-        return await self.properties(ref.path, CONTAINER)
+        return await self.properties(ref.path, CONTAINER_IFACE)
 
     async def managed_objects(self) -> dict[str, dict[str, dict[str, Any]]]:
         """path → interface → properties, for every container and image."""
-        (objects,) = await self.call(MANAGER_PATH, OBJECT_MANAGER, "GetManagedObjects")
-        return unwrap(objects)
+        (objects,) = await self.call(MANAGER_PATH, OBJECT_MANAGER_IFACE, "GetManagedObjects")
+        found: dict[str, dict[str, dict[str, Any]]] = unwrap(objects)
+        return found
 
     async def containers(self) -> list[dict[str, Any]]:
         """Every container's properties, oldest first."""
         objects = await self.managed_objects()
-        found = [ifaces[CONTAINER] for path, ifaces in objects.items()
-                 if path.startswith(CONTAINER_PREFIX) and CONTAINER in ifaces]
+        found = [ifaces[CONTAINER_IFACE] for path, ifaces in objects.items()
+                 if path.startswith(CONTAINER_PREFIX) and CONTAINER_IFACE in ifaces]
         return sorted(found, key=lambda c: c.get("CreatedTimestamp", 0))
 
     async def images(self) -> list[dict[str, Any]]:
         """Every image's properties, newest first (as podman lists them)."""
         objects = await self.managed_objects()
-        found = [ifaces[IMAGE] for path, ifaces in objects.items()
-                 if path.startswith(IMAGE_PREFIX) and IMAGE in ifaces]
+        found = [ifaces[IMAGE_IFACE] for path, ifaces in objects.items()
+                 if path.startswith(IMAGE_PREFIX) and IMAGE_IFACE in ifaces]
         return sorted(found, key=lambda i: i.get("CreatedTimestamp", 0), reverse=True)
 
     async def add_match(self, rule: str) -> None:

@@ -3,19 +3,24 @@
 podman's convention: 125 when the engine itself (here pyctrd or the bus)
 fails; for `run`, 126/127 when the container's command cannot be invoked or
 found; otherwise the container's own exit code.
+
+An error reply is mapped back to its kind in the daemon's error catalogue
+(pyctrd.ops.errors), so commands test for the error classes the daemon
+raised, not for spellings of wire names.
 """
+
+from pyctrd.errors import NoSuchContainer, NoSuchImage, PyctrdError, RuntimeFailed
+from pyctrd.ops.errors import ErrorKind, from_dbus_name, short_name
 
 EXIT_ENGINE = 125
 EXIT_CANNOT_INVOKE = 126
 EXIT_NOT_FOUND = 127
 
-ERROR_PREFIX = "org.pyctrd1.Error."
-
 # The daemon's messages name API calls ("ListContainers shows ..."); a shell user
 # wants the pyctr command instead.
-_CLI_HINTS = {
-    "NoSuchContainer": "no such container; `pyctr ps -a` lists them",
-    "NoSuchImage": "no such image; `pyctr images` lists them, `pyctr import` adds one",
+_CLI_HINTS: dict[type[PyctrdError], str] = {
+    NoSuchContainer: "no such container; `pyctr ps -a` lists them",
+    NoSuchImage: "no such image; `pyctr images` lists them, `pyctr import` adds one",
 }
 _BUS_ERRORS = {
     "org.freedesktop.DBus.Error.ServiceUnknown":
@@ -44,14 +49,25 @@ class DaemonError(CliError):
         self.text = text
 
     @property
+    def kind(self) -> ErrorKind | None:
+        """The catalogued error this reply names; None for the bus's own errors."""
+        return from_dbus_name(self.name)
+
+    @property
     def short_name(self) -> str:
-        return self.name.removeprefix(ERROR_PREFIX)
+        """NoSuchImage for a catalogued error, the whole name for any other."""
+        return short_name(self.name) if self.kind is not None else self.name
+
+    def is_a(self, *errors: type[PyctrdError]) -> bool:
+        """Whether the daemon answered with the wire name of one of ``errors``."""
+        kind = self.kind
+        return kind is not None and issubclass(kind.exception, errors)
 
 
 def describe(name: str, text: str) -> str:
-    short = name.removeprefix(ERROR_PREFIX)
-    if short in _CLI_HINTS:
-        return _CLI_HINTS[short]
+    kind = from_dbus_name(name)
+    if kind is not None and kind.exception in _CLI_HINTS:
+        return _CLI_HINTS[kind.exception]
     if name in _BUS_ERRORS:
         return _BUS_ERRORS[name]
     return text or name
@@ -65,7 +81,7 @@ def about(subject: str, err: CliError) -> str:
 def run_exit_status(err: CliError) -> int:
     """`run`'s exit status for a failure to start: 126/127 when the runtime says
     the command cannot be invoked or found, as podman reports them."""
-    if not isinstance(err, DaemonError) or err.short_name != "RuntimeFailed":
+    if not isinstance(err, DaemonError) or not err.is_a(RuntimeFailed):
         return err.status
     text = err.text.lower()
     if ("executable file not found" in text or "no such file or directory" in text

@@ -11,6 +11,7 @@ import sys
 from typing import BinaryIO
 
 from pyctrd.cli.bus import Daemon, Ref
+from pyctrd.ops.names import CONTAINER_IFACE
 
 READ_LIMIT = 1 << 22  # a record is at most 1 MiB (pyctrd cuts longer ones)
 
@@ -35,7 +36,7 @@ def output_for(stream: str) -> BinaryIO:
 
 async def count_records(daemon: Daemon, ref: Ref) -> int:
     """How many records the log holds now (to skip them when following later)."""
-    fd = await daemon.call_for_fd(ref.path, "org.pyctrd1.Container", "OpenLog", "b", [False])
+    fd = await daemon.call_for_fd(ref.path, CONTAINER_IFACE, "OpenLog", "b", [False])
     reader, transport = await open_reader(fd)
     try:
         count = 0
@@ -49,7 +50,7 @@ async def count_records(daemon: Daemon, ref: Ref) -> int:
 async def print_log(daemon: Daemon, ref: Ref, follow: bool, skip: int = 0,
                     timestamps: bool = False, prefix: bytes = b"") -> None:
     """Print the log's records from the ``skip``-th on, each text to its own stream."""
-    fd = await daemon.call_for_fd(ref.path, "org.pyctrd1.Container", "OpenLog", "b", [follow])
+    fd = await daemon.call_for_fd(ref.path, CONTAINER_IFACE, "OpenLog", "b", [follow])
     reader, transport = await open_reader(fd)
     try:
         seen = 0
@@ -72,7 +73,7 @@ async def terminal_snapshot(daemon: Daemon, ref: Ref, skip: int = 0) -> bytes:
     for each, so a record ending in "\\r" had its newline and the others (a
     prompt) did not. The first ``skip`` records (earlier runs) are left out.
     """
-    fd = await daemon.call_for_fd(ref.path, "org.pyctrd1.Container", "OpenLog", "b", [False])
+    fd = await daemon.call_for_fd(ref.path, CONTAINER_IFACE, "OpenLog", "b", [False])
     reader, transport = await open_reader(fd)
     try:
         out = bytearray()

@@ -1,7 +1,9 @@
 """create/run flags → CreateContainer's a{sv} options, parsed as podman parses them.
 
 Parsing only: nothing here talks to the daemon, so it is unit-tested directly.
-Values the daemon checks anyway (paths exist, signal names) are passed as given.
+The D-Bus types come from the daemon's option schema (pyctrd.ops.options), not
+from here. Values the daemon checks against the host or image (paths exist,
+signal names) are passed as given.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 from dbus_fast import Variant
 
 from pyctrd.cli.errors import CliError
+from pyctrd.errors import InvalidArgument
+from pyctrd.ops.options import decode_dbus, encode_dbus
 
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?) ?([bkmgtp])?(?:i?b)?$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -111,9 +115,9 @@ def parse_entrypoint(text: str) -> list[str]:
     return [text] if text else []
 
 
-def parse_stop_signal(text: str) -> Variant:
+def parse_stop_signal(text: str) -> int | str:
     """A number goes as u, a name as s; the daemon checks that it is a signal."""
-    return Variant("u", int(text)) if text.isdigit() else Variant("s", text)
+    return int(text) if text.isdigit() else text
 
 
 def container_command(args: argparse.Namespace, image_entrypoint: list[str]) -> list[str]:
@@ -132,47 +136,69 @@ def container_command(args: argparse.Namespace, image_entrypoint: list[str]) -> 
     return []
 
 
-def create_options(args: argparse.Namespace,
-                   environ: Mapping[str, str] | None = None) -> dict[str, Variant]:
-    """The CreateContainer options for the create/run flags in ``args``."""
-    opts: dict[str, Variant] = {}
+# create/run flags (argparse's dest) → the CreateContainer option each sets. A unit
+# test holds every option named here to the schema, pyctrd.ops.options.OPTIONS.
+FLAG_OPTIONS: dict[str, str] = {
+    "name": "name", "env": "env", "workdir": "workdir", "user": "user",
+    "hostname": "hostname", "label": "labels", "volume": "mounts", "memory": "memory_limit",
+    "cpus": "cpu_quota", "pids_limit": "pids_limit", "network": "network",
+    "read_only": "read_only", "stop_signal": "stop_signal", "stop_timeout": "stop_timeout",
+    "tty": "terminal", "interactive": "stdin",
+}
 
-    def put(key: str, signature: str, value: Any) -> None:
-        opts[key] = Variant(signature, value)
 
+def flag_values(args: argparse.Namespace,
+                environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """dest → the option's plain value, for each create/run flag that was given."""
+    given: dict[str, Any] = {}
     if args.name:
-        put("name", "s", args.name)
+        given["name"] = args.name
     if args.env:
-        put("env", "as", parse_env(args.env, environ))
+        given["env"] = parse_env(args.env, environ)
     if args.workdir:
-        put("workdir", "s", args.workdir)
+        given["workdir"] = args.workdir
     if args.user:
-        put("user", "s", args.user)
+        given["user"] = args.user
     if args.hostname:
-        put("hostname", "s", args.hostname)
+        given["hostname"] = args.hostname
     if args.label:
-        put("labels", "a{ss}", parse_labels(args.label))
+        given["label"] = parse_labels(args.label)
     if args.volume:
-        put("mounts", "a(sss)", [list(parse_volume(v)) for v in args.volume])
+        given["volume"] = [parse_volume(v) for v in args.volume]
     if args.memory:
-        put("memory_limit", "t", parse_memory(args.memory))
+        given["memory"] = parse_memory(args.memory)
     if args.cpus:
-        put("cpu_quota", "d", parse_cpus(args.cpus))
+        given["cpus"] = parse_cpus(args.cpus)
     if args.pids_limit is not None:
-        # podman: -1 (or 0) is no limit
-        put("pids_limit", "t", max(args.pids_limit, 0))
+        given["pids_limit"] = max(args.pids_limit, 0)  # podman: -1 (or 0) is no limit
     if args.network:
-        put("network", "s", args.network)
+        given["network"] = args.network
     if args.read_only:
-        put("read_only", "b", True)
+        given["read_only"] = True
     if args.stop_signal:
-        opts["stop_signal"] = parse_stop_signal(args.stop_signal)
+        given["stop_signal"] = parse_stop_signal(args.stop_signal)
     if args.stop_timeout is not None:
         if args.stop_timeout < 0:
             raise CliError("--stop-timeout must be 0 or more seconds")
-        put("stop_timeout", "u", args.stop_timeout)
+        given["stop_timeout"] = args.stop_timeout
     if args.tty:
-        put("terminal", "b", True)
+        given["tty"] = True
     if args.interactive:
-        put("stdin", "b", True)
-    return opts
+        given["interactive"] = True
+    return given
+
+
+def create_options(args: argparse.Namespace,
+                   environ: Mapping[str, str] | None = None) -> dict[str, Variant]:
+    """The CreateContainer options (a{sv}) for the create/run flags in ``args``.
+
+    Each value is typed by the option schema and checked as the daemon will
+    check it (ranges, NaN), so a bad value fails here with the daemon's words.
+    """
+    typed = {FLAG_OPTIONS[dest]: encode_dbus(FLAG_OPTIONS[dest], value)
+             for dest, value in flag_values(args, environ).items()}
+    try:
+        decode_dbus(typed)
+    except InvalidArgument as err:
+        raise CliError(str(err)) from None
+    return {key: Variant(signature, value) for key, (signature, value) in typed.items()}

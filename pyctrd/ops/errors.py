@@ -83,7 +83,7 @@ def kind_of(err: BaseException) -> ErrorKind:
     """The catalogued kind of ``err``: its class's, or its nearest catalogued base's;
     Failed for anything else."""
     for cls in type(err).__mro__:
-        kind = _BY_CLASS.get(cls)  # type: ignore[call-overload]
+        kind = _BY_CLASS.get(cls)
         if kind is not None:
             return kind
     return FAILED

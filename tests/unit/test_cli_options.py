@@ -1,15 +1,17 @@
 """pyctr's flag parsing and formatting: create/run flags → CreateContainer options."""
 
+import argparse
+
 import pytest
 from dbus_fast import Message, MessageType, Variant
 
-from pyctrd.bus.options import OPTION_SIGNATURES, unwrap_options
 from pyctrd.cli import detachkeys
 from pyctrd.cli.commands.events import EventTranslator
 from pyctrd.cli.errors import CliError, DaemonError, run_exit_status
 from pyctrd.cli.format import container_status, human_duration, human_size, split_reference
 from pyctrd.cli.logstream import overlap, parse_record
 from pyctrd.cli.options import (
+    FLAG_OPTIONS,
     container_command,
     create_options,
     parse_cpus,
@@ -20,6 +22,8 @@ from pyctrd.cli.options import (
     parse_volume,
 )
 from pyctrd.cli.parser import build_parser
+from pyctrd.errors import AccessDenied, InvalidArgument, NoSuchImage, RuntimeFailed
+from pyctrd.ops.options import OPTIONS, decode_dbus
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -95,7 +99,7 @@ def test_entrypoint_string_or_json() -> None:
         parse_entrypoint('["/bin/sh", 1]')
 
 
-def _args(*argv: str):  # type: ignore[no-untyped-def]
+def _args(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(["run", *argv])
 
 
@@ -122,14 +126,34 @@ def test_every_flag_maps_to_an_option_the_daemon_accepts() -> None:
                  "--cpus", "0.5", "--pids-limit", "64", "--network", "host", "--read-only",
                  "--stop-signal", "SIGINT", "--stop-timeout", "5", "-t", "-i", "busybox")
     options = create_options(args, environ={"HOME": "/root"})
-    assert unwrap_options(options) == {
+    assert decode_dbus({k: (v.signature, v.value) for k, v in options.items()}) == {
         "name": "web", "env": ["A=1", "HOME=/root"], "workdir": "/srv", "user": "1000:1000",
         "hostname": "box", "labels": {"a": "b"}, "mounts": [("/src", "/dst", "ro")],
         "memory_limit": 512 * MiB, "cpu_quota": 0.5, "pids_limit": 64, "network": "host",
         "read_only": True, "stop_signal": "SIGINT", "stop_timeout": 5, "terminal": True,
         "stdin": True,
     }
-    assert set(options) == set(OPTION_SIGNATURES) - {"annotations"}
+    # every option but these has a flag; a new option gets one or joins the list
+    assert set(options) == set(OPTIONS) - {"annotations"}
+    assert set(options) == set(FLAG_OPTIONS.values())
+
+
+def test_flags_map_only_to_options_the_schema_declares() -> None:
+    unknown = {dest: key for dest, key in FLAG_OPTIONS.items() if key not in OPTIONS}
+    assert not unknown, f"flags mapped to options pyctrd.ops.options does not declare: {unknown}"
+    given = vars(_args("busybox"))
+    assert set(FLAG_OPTIONS) <= set(given), "FLAG_OPTIONS names a flag `run` does not have"
+
+
+def test_a_flag_for_an_undeclared_option_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(FLAG_OPTIONS, "name", "no_such_option")
+    with pytest.raises(InvalidArgument, match="unknown option 'no_such_option'"):
+        create_options(_args("--name", "web", "busybox"))
+
+
+def test_values_are_checked_by_the_schema_before_sending() -> None:
+    with pytest.raises(CliError, match="stop_timeout"):
+        create_options(_args("--stop-timeout", str(1 << 32), "busybox"))
 
 
 def test_defaults_send_no_options() -> None:
@@ -194,6 +218,21 @@ def test_runtime_failures_map_to_podman_s_statuses() -> None:
     assert run_exit_status(DaemonError(failed, 'exec: "/etc": permission denied')) == 126
     assert run_exit_status(DaemonError(failed, "conmon died")) == 125
     assert run_exit_status(DaemonError("org.pyctrd1.Error.NoSuchImage", "")) == 125
+
+
+def test_error_replies_map_back_to_the_catalogue() -> None:
+    missing = DaemonError("org.pyctrd1.Error.NoSuchImage", "no image busybox")
+    assert missing.is_a(NoSuchImage) and not missing.is_a(RuntimeFailed)
+    assert missing.short_name == "NoSuchImage" and "pyctr images" in missing.message
+    denied = DaemonError("org.freedesktop.DBus.Error.AccessDenied", "polkit said no")
+    assert denied.is_a(AccessDenied) and denied.short_name == "AccessDenied"
+    assert denied.message == "polkit said no"
+    # a name outside the catalogue is the bus's own, whatever its last part says
+    foreign = DaemonError("org.example.Error.NoSuchImage", "x")
+    assert foreign.kind is None and not foreign.is_a(NoSuchImage)
+    assert foreign.short_name == "org.example.Error.NoSuchImage"
+    gone = DaemonError("org.freedesktop.DBus.Error.ServiceUnknown", "")
+    assert gone.kind is None and "not running" in gone.message
 
 
 def _signal(interface: str, member: str, signature: str, body: list,

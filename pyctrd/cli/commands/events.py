@@ -19,24 +19,24 @@ from typing import Any
 
 from dbus_fast import Message, MessageType
 
-from pyctrd.cli.bus import (
+from pyctrd.cli.bus import Daemon, unwrap
+from pyctrd.ops.names import (
     BUS_NAME,
-    CONTAINER,
+    CONTAINER_IFACE,
     CONTAINER_PREFIX,
-    IMAGE,
-    MANAGER,
+    IMAGE_IFACE,
+    MANAGER_IFACE,
     MANAGER_PATH,
-    OBJECT_MANAGER,
-    PROPERTIES,
-    Daemon,
-    unwrap,
+    OBJECT_MANAGER_IFACE,
+    PROPERTIES_IFACE,
 )
 
 MATCH_RULES = [
-    f"type='signal',sender='{BUS_NAME}',interface='{OBJECT_MANAGER}',path='{MANAGER_PATH}'",
-    f"type='signal',sender='{BUS_NAME}',interface='{MANAGER}',path='{MANAGER_PATH}'",
-    f"type='signal',sender='{BUS_NAME}',interface='{PROPERTIES}',member='PropertiesChanged',"
-    f"path_namespace='{MANAGER_PATH}'",
+    f"type='signal',sender='{BUS_NAME}',interface='{OBJECT_MANAGER_IFACE}',"
+    f"path='{MANAGER_PATH}'",
+    f"type='signal',sender='{BUS_NAME}',interface='{MANAGER_IFACE}',path='{MANAGER_PATH}'",
+    f"type='signal',sender='{BUS_NAME}',interface='{PROPERTIES_IFACE}',"
+    f"member='PropertiesChanged',path_namespace='{MANAGER_PATH}'",
 ]
 STATE_EVENTS = {"running": "start", "paused": "pause", "exited": "died", "created": "init"}
 # Changes that come with a state change and say nothing by themselves.
@@ -91,27 +91,27 @@ class EventTranslator:
 
     def load(self, objects: dict[str, dict[str, dict[str, Any]]]) -> None:
         for path, ifaces in objects.items():
-            props = ifaces.get(CONTAINER) or ifaces.get(IMAGE)
+            props = ifaces.get(CONTAINER_IFACE) or ifaces.get(IMAGE_IFACE)
             if props is not None:
                 self.known[path] = dict(props)
 
     def translate(self, msg: Message) -> Event | None:
         member, body, path = msg.member, msg.body, msg.path or ""
-        if msg.interface == OBJECT_MANAGER and member == "InterfacesAdded":
+        if msg.interface == OBJECT_MANAGER_IFACE and member == "InterfacesAdded":
             obj_path, ifaces = body[0], unwrap(body[1])
-            props = ifaces.get(CONTAINER) or ifaces.get(IMAGE)
+            props = ifaces.get(CONTAINER_IFACE) or ifaces.get(IMAGE_IFACE)
             if props is None:
                 return None
             self.known[obj_path] = dict(props)
-            return self._once(obj_path, "create" if CONTAINER in ifaces else "import")
-        if msg.interface == OBJECT_MANAGER and member == "InterfacesRemoved":
+            return self._once(obj_path, "create" if CONTAINER_IFACE in ifaces else "import")
+        if msg.interface == OBJECT_MANAGER_IFACE and member == "InterfacesRemoved":
             return self._once(body[0], "remove")
-        if msg.interface == MANAGER and member in ("ContainerAdded", "ImageAdded"):
+        if msg.interface == MANAGER_IFACE and member in ("ContainerAdded", "ImageAdded"):
             return self._once(body[1], "create" if member == "ContainerAdded" else "import")
-        if msg.interface == MANAGER and member in ("ContainerRemoved", "ImageRemoved"):
+        if msg.interface == MANAGER_IFACE and member in ("ContainerRemoved", "ImageRemoved"):
             return self._once(body[1], "remove")
-        if msg.interface == PROPERTIES and member == "PropertiesChanged" and \
-                body[0] in (CONTAINER, IMAGE):
+        if msg.interface == PROPERTIES_IFACE and member == "PropertiesChanged" and \
+                body[0] in (CONTAINER_IFACE, IMAGE_IFACE):
             return self._changed(path, unwrap(body[1]))
         return None
 

@@ -7,11 +7,12 @@ import contextlib
 import os
 import sys
 
-from pyctrd.cli.bus import IMAGE, Daemon
+from pyctrd.cli.bus import Daemon
 from pyctrd.cli.commands import for_each
 from pyctrd.cli.errors import CliError
 from pyctrd.cli.format import SHORT_ID, images_json, images_table
 from pyctrd.cli.progress import PipeFeeder, ProgressBar, wants_progress
+from pyctrd.ops.names import IMAGE_IFACE
 
 
 async def _import_fd(daemon: Daemon, fd: int, reference: str) -> str:
@@ -61,7 +62,7 @@ async def cmd_rmi(daemon: Daemon, args: argparse.Namespace) -> int:
         ref = await daemon.image(name)
         reference = ""
         with contextlib.suppress(CliError):  # only for the message
-            reference = (await daemon.properties(ref.path, IMAGE)).get("Reference", "")
+            reference = (await daemon.properties(ref.path, IMAGE_IFACE)).get("Reference", "")
         await daemon.manager("RemoveImage", "sb", [name, args.force])
         if reference:
             print(f"Untagged: {reference}")

@@ -8,11 +8,13 @@ import json
 import os
 from typing import Any
 
-from pyctrd.cli.bus import IMAGE, Daemon
+from pyctrd.cli.bus import Daemon
 from pyctrd.cli.commands import for_each
 from pyctrd.cli.errors import CliError, DaemonError
 from pyctrd.cli.format import SHORT_ID, ps_json, ps_table, rfc3339
 from pyctrd.cli.logstream import count_records, print_log
+from pyctrd.errors import NoSuchContainer
+from pyctrd.ops.names import IMAGE_IFACE
 
 
 async def cmd_ps(daemon: Daemon, args: argparse.Namespace) -> int:
@@ -50,14 +52,14 @@ async def cmd_inspect(daemon: Daemon, args: argparse.Namespace) -> int:
         try:
             ref = await daemon.container(name)
         except DaemonError as err:
-            if err.short_name != "NoSuchContainer":
+            if not err.is_a(NoSuchContainer):
                 raise
             try:  # podman inspect takes images too
                 image = await daemon.image(name)
             except DaemonError:
                 raise CliError("no such container or image; `pyctr ps -a` and "
                                "`pyctr images` list them") from None
-            found.append(_image_inspect(await daemon.properties(image.path, IMAGE)))
+            found.append(_image_inspect(await daemon.properties(image.path, IMAGE_IFACE)))
             return
         (text,) = await daemon.container_call(ref, "Inspect")
         found.append(json.loads(text))

@@ -5,11 +5,14 @@ name as given (as podman does), each failure one line."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pyctrd.cli.bus import Daemon, Ref
 from pyctrd.cli.commands import for_each
 from pyctrd.cli.errors import DaemonError
 from pyctrd.cli.format import SHORT_ID
+from pyctrd.errors import InvalidState
 
 ACTIVE = ("running", "paused")
 
@@ -24,7 +27,7 @@ async def _stop(daemon: Daemon, ref: Ref, timeout: int | None) -> None:
         await daemon.container_call(ref, "Stop", "u", [max(timeout, 0)])
     except DaemonError as err:
         # it exited on its own between our look and the call
-        if err.short_name != "InvalidState" or \
+        if not err.is_a(InvalidState) or \
                 (await daemon.container_properties(ref)).get("State") in ACTIVE:
             raise
 
@@ -47,7 +50,10 @@ async def cmd_restart(daemon: Daemon, args: argparse.Namespace) -> int:
     return await for_each(args.containers, restart)
 
 
-def _simple(member: str, signature: str = "", body: list | None = None):  # type: ignore[no-untyped-def]
+Command = Callable[[Daemon, argparse.Namespace], Awaitable[int]]
+
+
+def _simple(member: str, signature: str = "", body: list[Any] | None = None) -> Command:
     async def command(daemon: Daemon, args: argparse.Namespace) -> int:
         async def act(name: str) -> None:
             await daemon.container_call(await daemon.container(name), member, signature, body)

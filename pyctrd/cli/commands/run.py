@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
 import sys
 
 from pyctrd.cli import attach, detachkeys
-from pyctrd.cli.bus import IMAGE, Daemon, Ref
+from pyctrd.cli.bus import Daemon, Ref
 from pyctrd.cli.commands import for_each, print_error
 from pyctrd.cli.errors import CliError, DaemonError, about, run_exit_status
 from pyctrd.cli.format import SHORT_ID
 from pyctrd.cli.logstream import count_records, print_log, terminal_snapshot
 from pyctrd.cli.options import container_command, create_options
+from pyctrd.errors import AmbiguousId, InvalidState, NoSuchImage
+from pyctrd.ops.names import CONTAINER_IFACE, IMAGE_IFACE
 
 ACTIVE = ("running", "paused")
 
@@ -25,12 +28,12 @@ async def _create(daemon: Daemon, args: argparse.Namespace) -> Ref:
         if args.command and args.entrypoint is None:
             # podman: a command replaces the image's Cmd, after its Entrypoint
             image = await daemon.image(args.image)
-            entrypoint = (await daemon.properties(image.path, IMAGE)).get("Entrypoint", [])
+            entrypoint = (await daemon.properties(image.path, IMAGE_IFACE)).get("Entrypoint", [])
         argv = container_command(args, entrypoint)
         (path,) = await daemon.manager("CreateContainer", "sasa{sv}",
                                        [args.image, argv, options])
     except DaemonError as err:
-        if err.short_name in ("NoSuchImage", "AmbiguousId"):
+        if err.is_a(NoSuchImage, AmbiguousId):
             raise CliError(about(args.image, err)) from None
         raise
     return Ref(args.name or path.rsplit("/", 1)[1][:SHORT_ID], path)
@@ -50,12 +53,12 @@ async def _exit_code(daemon: Daemon, ref: Ref, sent: detachkeys.SentTail | None)
     return int(code)
 
 
-async def _attach_socket(daemon: Daemon, ref: Ref, keys: str):  # type: ignore[no-untyped-def]
+async def _attach_socket(daemon: Daemon, ref: Ref, keys: str) -> socket.socket | None:
     """An Attach socket, or None when the container has already exited."""
     try:
-        fd = await daemon.call_for_fd(ref.path, "org.pyctrd1.Container", "Attach", "s", [keys])
+        fd = await daemon.call_for_fd(ref.path, CONTAINER_IFACE, "Attach", "s", [keys])
     except DaemonError as err:
-        if err.short_name == "InvalidState":
+        if err.is_a(InvalidState):
             return None
         raise
     return attach.attach_socket(fd)
