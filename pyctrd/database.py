@@ -78,7 +78,8 @@ class Database:
 
     # containers
 
-    def add_container(self, cid: str, name: str, config: dict, state: dict) -> None:
+    def add_container(self, cid: str, name: str, config: dict[str, Any],
+                      state: dict[str, Any]) -> None:
         try:
             with self._transaction():
                 self._db.execute(
@@ -88,19 +89,19 @@ class Database:
         except sqlite3.IntegrityError as err:
             raise Exists(f"the name {name} is already in use; choose another name") from err
 
-    def save_container_state(self, cid: str, state: dict) -> None:
+    def save_container_state(self, cid: str, state: dict[str, Any]) -> None:
         self._db.execute("UPDATE containers SET state = ? WHERE id = ?", (_dump(state), cid))
 
     def remove_container(self, cid: str) -> None:
         self._db.execute("DELETE FROM containers WHERE id = ?", (cid,))
 
-    def containers(self) -> Iterator[tuple[dict, dict]]:
+    def containers(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         for config, state in self._db.execute("SELECT config, state FROM containers"):
             yield json.loads(config), json.loads(state)
 
     # images
 
-    def add_image(self, iid: str, record: dict) -> None:
+    def add_image(self, iid: str, record: dict[str, Any]) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO images (id, record) VALUES (?, ?)", (iid, _dump(record))
         )
@@ -108,7 +109,7 @@ class Database:
     def remove_image(self, iid: str) -> None:
         self._db.execute("DELETE FROM images WHERE id = ?", (iid,))
 
-    def images(self) -> Iterator[dict]:
+    def images(self) -> Iterator[dict[str, Any]]:
         for (record,) in self._db.execute("SELECT record FROM images"):
             yield json.loads(record)
 
@@ -133,5 +134,5 @@ class _Transaction:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-def _dump(doc: dict) -> str:
+def _dump(doc: dict[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"), sort_keys=True)

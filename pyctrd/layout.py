@@ -44,6 +44,14 @@ class Layout:
         """Per boot: the OCI bundle, conmon's pid files, FIFOs and attach socket."""
         return self.run_root / "containers" / cid
 
+    def rootfs_mountpoint(self, cid: str) -> Path:
+        """Where the container's overlay is mounted (storage.rootfs's ``merged``)."""
+        return self.container_dir(cid) / "merged"
+
+    def shm_dir(self, cid: str) -> Path:
+        """The container's /dev/shm tmpfs: per boot, as a tmpfs is."""
+        return self.bundle(cid) / "shm"
+
     def exit_file(self, cid: str) -> Path:
         return self.exits / cid
 

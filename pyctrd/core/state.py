@@ -33,6 +33,11 @@ ALLOWED: dict[str, frozenset[State]] = {
 # States in which a live conmon (and so an OCI runtime container) exists.
 ACTIVE = frozenset({S.CREATED, S.RUNNING, S.PAUSED})
 
+# States in which the container's process is the user's command, and so has a PID to
+# show (API.md: "PID is 0 unless the container is running or paused"); when created,
+# runc's init waits in its place.
+WITH_PID = frozenset({S.RUNNING, S.PAUSED})
+
 
 def require(operation: str, current: State, name: str) -> None:
     """Raise InvalidState unless ``operation`` may run in ``current``."""

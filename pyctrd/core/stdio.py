@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from pyctrd.core.container import Container
-from pyctrd.core.logs import stream_log
 from pyctrd.core.state import ACTIVE, State
 from pyctrd.detachkeys import parse_detach_keys
 from pyctrd.errors import InvalidArgument, InvalidState, NoSuchContainer
 from pyctrd.oci import attach as oci_attach
+from pyctrd.oci.conmonlog import stream_log
 
 log = logging.getLogger(__name__)
 

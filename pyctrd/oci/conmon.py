@@ -12,10 +12,13 @@ import json
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pyctrd.errors import RuntimeFailed
+from pyctrd.oci.exitwatch import ExitWatch
 from pyctrd.oci.runtime import OCIRuntime
 
 
@@ -132,6 +135,30 @@ class Conmon:
         conmon_pid = int(conmon_pidfile(req.bundle).read_text().strip())
         return Launched(pid=pid, conmon_pid=conmon_pid)
 
+    # what a container needs of its monitor after the launch (core.ports.MonitorPort)
+
+    def is_alive(self, conmon_pid: int) -> bool:
+        return is_live_conmon(conmon_pid)
+
+    def watch_exit(self, conmon_pid: int, on_exit: Callable[[], None]) -> ExitWatch:
+        return ExitWatch(conmon_pid, on_exit)
+
+    def read_exit(self, exit_file: Path) -> tuple[int, int] | None:
+        """conmon writes the code as text; the file's mtime is when it did."""
+        try:
+            code = int(exit_file.read_text().strip())
+            return code, exit_file.stat().st_mtime_ns // 1000
+        except (OSError, ValueError):
+            return None
+
+    def oom_killed(self, bundle: Path) -> bool:
+        return oom_file(bundle).exists()
+
+    def clear_exit(self, exit_file: Path, bundle: Path) -> None:
+        for path in (exit_file, oom_file(bundle)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
 
 def is_live_conmon(pid: int) -> bool:
     """``pid`` is a live conmon (a zombie nobody reaped yet has exited)."""
@@ -157,7 +184,7 @@ def _kill_session_of(cid: str, pidfile: Path) -> None:
             os.killpg(pid, signal.SIGKILL)
 
 
-async def _read_sync_report(fd: int) -> dict | None:
+async def _read_sync_report(fd: int) -> dict[str, Any] | None:
     """Read conmon's first JSON message from the sync pipe (None on EOF)."""
     loop = asyncio.get_running_loop()
     os.set_blocking(fd, False)

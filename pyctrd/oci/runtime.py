@@ -11,6 +11,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from pyctrd.errors import RuntimeFailed
 
@@ -74,7 +75,7 @@ class OCIRuntime:
             if not _is_missing(str(err)):
                 raise
 
-    async def state(self, cid: str) -> dict | None:
+    async def state(self, cid: str) -> dict[str, Any] | None:
         """The runtime's view of a container, or None if it does not know it."""
         try:
             out = await self.run("state", cid)

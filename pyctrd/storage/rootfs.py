@@ -84,3 +84,25 @@ def destroy(paths: RootfsPaths) -> None:
         raise StorageFailed(f"{paths.merged} is still mounted; not deleting its storage")
     shutil.rmtree(paths.container_dir, ignore_errors=True)
     shutil.rmtree(paths.shm_dir, ignore_errors=True)
+
+
+class RootfsStorage:
+    """The functions above as the core's storage port (core.ports.RootfsPort)."""
+
+    def mount_rootfs(self, paths: RootfsPaths) -> Path:
+        return mount_rootfs(paths)
+
+    def unmount_rootfs(self, paths: RootfsPaths) -> None:
+        unmount_rootfs(paths)
+
+    def mount_shm(self, paths: RootfsPaths) -> None:
+        mount_shm(paths)
+
+    def unmount_shm(self, paths: RootfsPaths) -> None:
+        unmount_shm(paths)
+
+    def destroy(self, paths: RootfsPaths) -> None:
+        destroy(paths)
+
+    def mounted_paths(self) -> set[str]:
+        return mounts.mounted_paths()

@@ -140,11 +140,11 @@ class Decompressed:
         self._zstd: _ZstdProcess | None = None
         self._inner: Reader
         if self.compression == "gzip":
-            self._inner = gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[arg-type]
+            self._inner = gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[call-overload]
         elif self.compression == "xz":
             self._inner = lzma.LZMAFile(source)  # type: ignore[arg-type]  # noqa: SIM115
         elif self.compression == "bzip2":
-            self._inner = bz2.BZ2File(source)  # type: ignore[arg-type]
+            self._inner = bz2.BZ2File(source)  # type: ignore[call-overload]
         elif self.compression == "zstd":
             self._zstd = _ZstdProcess(source)
             self._inner = self._zstd

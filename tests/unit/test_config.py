@@ -11,10 +11,10 @@ from pyctrd.core.config import (
     NAME_RE,
     ContainerConfig,
     build_config,
-    resolve_user,
 )
 from pyctrd.core.image import Image
 from pyctrd.errors import InvalidArgument
+from pyctrd.storage.etcfiles import resolve_user
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pyctrd.core.config import resolve_user
 from pyctrd.errors import InvalidArgument
+from pyctrd.storage.etcfiles import resolve_user
 
 BASE_PASSWD = "root:x:0:0::/root:/bin/sh\nbase:x:100:100::/:/bin/sh\n"
 TOP_PASSWD = "root:x:0:0::/root:/bin/sh\ntop:x:200:201::/:/bin/sh\n"

@@ -1,11 +1,11 @@
-"""pyctrd.core.logs: conmon's k8s-file lines → records, and the file reader."""
+"""pyctrd.oci.conmonlog: conmon's k8s-file lines → records, and the file reader."""
 
 import asyncio
 import os
 
 import pytest
 
-from pyctrd.core.logs import LogConverter, LogFile, stream_log
+from pyctrd.oci.conmonlog import LogConverter, LogFile, stream_log
 
 T1 = b"2024-05-01T10:00:00.000000001+00:00"
 T2 = b"2024-05-01T10:00:00.000000002+00:00"

@@ -25,7 +25,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-from pyctrd.core.dirwatch import DirWatch
+from pyctrd.oci.dirwatch import DirWatch
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,12 @@ class PipeWriter:
 
     async def _writable(self) -> None:
         ready: asyncio.Future[None] = self._loop.create_future()
-        self._loop.add_writer(self.fd, lambda: ready.done() or ready.set_result(None))
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self._loop.add_writer(self.fd, wake)
         try:
             await ready
         finally:

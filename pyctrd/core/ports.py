@@ -1,0 +1,108 @@
+"""What the core needs from the world around it, as stateless protocols.
+
+Like libpod's ``OCIRuntime`` interface, each is a thin wrapper with no state
+logic: the Container decides, these only act. The daemon plugs in the real
+adapters (pyctrd.oci.runtime.OCIRuntime, pyctrd.oci.conmon.Conmon,
+pyctrd.storage.rootfs.RootfsStorage); unit tests plug in fakes whose timing
+they control (tests/support/fake_runtime.py).
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from pyctrd.oci.conmon import ConmonRequest, Launched
+from pyctrd.storage.rootfs import RootfsPaths
+
+__all__ = ["ConmonRequest", "ExitWatchHandle", "Launched", "MonitorPort", "OCIRuntimePort",
+           "RootfsPort"]
+
+
+class OCIRuntimePort(Protocol):
+    """An OCI runtime (runc, crun) acting on containers by id.
+
+    Every call raises pyctrd.errors.RuntimeFailed with the runtime's message.
+    """
+
+    @property
+    def name(self) -> str:
+        """Its short name, shown by Inspect ("runc")."""
+        ...
+
+    @property
+    def path(self) -> str:
+        """Its executable, shown as the Manager's Runtime."""
+        ...
+
+    async def start(self, cid: str) -> None: ...
+
+    async def kill(self, cid: str, signal: int, *, all_processes: bool = False) -> None: ...
+
+    async def pause(self, cid: str) -> None: ...
+
+    async def resume(self, cid: str) -> None: ...
+
+    async def delete(self, cid: str) -> None:
+        """Forget the container; one the runtime does not know is no error."""
+        ...
+
+    async def state(self, cid: str) -> dict[str, Any] | None:
+        """The runtime's view ("status", "pid", ...), or None if it does not know it."""
+        ...
+
+
+class ExitWatchHandle(Protocol):
+    def cancel(self) -> bool:
+        """Stop watching; True if the watch was still armed."""
+        ...
+
+
+class MonitorPort(Protocol):
+    """The container monitor (conmon): the container's parent, which outlives the
+    daemon and records the exit in an exit file."""
+
+    async def launch(self, request: ConmonRequest) -> Launched:
+        """Start a monitor that has the runtime create the container; return once
+        it exists (RuntimeFailed if it could not be created)."""
+        ...
+
+    def is_alive(self, conmon_pid: int) -> bool:
+        """``conmon_pid`` is a live monitor (after a restart: can it be re-adopted?)."""
+        ...
+
+    def watch_exit(self, conmon_pid: int, on_exit: Callable[[], None]) -> ExitWatchHandle:
+        """Call ``on_exit`` once, from the event loop, when the monitor has exited
+        (after writing the exit file); at once if it is gone already."""
+        ...
+
+    def read_exit(self, exit_file: Path) -> tuple[int, int] | None:
+        """(exit code, finished µs since the epoch) from the exit file, None if absent."""
+        ...
+
+    def oom_killed(self, bundle: Path) -> bool:
+        """Did the kernel OOM-kill the container (as the monitor recorded)?"""
+        ...
+
+    def clear_exit(self, exit_file: Path, bundle: Path) -> None:
+        """Forget an earlier run's exit records before a new run, or at removal."""
+        ...
+
+
+class RootfsPort(Protocol):
+    """Each container's root filesystem and /dev/shm (pyctrd.storage.rootfs)."""
+
+    def mount_rootfs(self, paths: RootfsPaths) -> Path: ...
+
+    def unmount_rootfs(self, paths: RootfsPaths) -> None: ...
+
+    def mount_shm(self, paths: RootfsPaths) -> None: ...
+
+    def unmount_shm(self, paths: RootfsPaths) -> None: ...
+
+    def destroy(self, paths: RootfsPaths) -> None:
+        """Unmount and delete the container's storage (StorageFailed if still mounted)."""
+        ...
+
+    def mounted_paths(self) -> set[str]:
+        """Every mount point of the host now (start-up recovery compares against it)."""
+        ...

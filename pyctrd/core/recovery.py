@@ -1,0 +1,145 @@
+"""Start-up recovery: make every stored container true again after a daemon
+restart (conmon kept the containers running) or a reboot (nothing runs).
+
+The Engine decides whether this is a new boot (the boot id stored in the
+database differs) and calls ``Recovery.recover_all`` once, before serving.
+"""
+
+import asyncio
+import logging
+import os
+import shutil
+from collections.abc import Iterable
+from typing import Any
+
+from pyctrd.core.config import now_us
+from pyctrd.core.container import Container
+from pyctrd.core.ports import MonitorPort, OCIRuntimePort, RootfsPort
+from pyctrd.core.state import ACTIVE, State
+from pyctrd.errors import RuntimeFailed
+from pyctrd.layout import Layout
+
+log = logging.getLogger(__name__)
+
+PARALLELISM = 8  # runc state calls at once when re-adopting
+
+_RUNTIME_STATES = {"created": State.CREATED, "running": State.RUNNING,
+                   "paused": State.PAUSED}
+
+
+class Recovery:
+    def __init__(self, layout: Layout, oci: OCIRuntimePort, monitor: MonitorPort,
+                 storage: RootfsPort) -> None:
+        self._layout = layout
+        self._oci = oci
+        self._monitor = monitor
+        self._storage = storage
+
+    async def recover_all(self, containers: Iterable[Container], new_boot: bool) -> None:
+        """Reconcile each container with the runtime, the monitors and the mount table.
+
+        A container whose recovery fails is logged and left as it was; the others go on.
+        """
+        mounted = self._storage.mounted_paths()
+        if new_boot:
+            self.wipe_per_boot_state()
+        runtime_ids = set(os.listdir(self._layout.runtime_root))
+        limit = asyncio.Semaphore(PARALLELISM)
+
+        async def recover_one(container: Container) -> None:
+            async with limit:
+                try:
+                    await self.recover(container, new_boot, mounted)
+                except Exception:
+                    log.exception("container %s: recovery failed; it stays %s",
+                                  container.name, container.state)
+
+        await asyncio.gather(*(recover_one(c) for c in list(containers)
+                               if self.needs_recovery(c, mounted, runtime_ids)))
+
+    def wipe_per_boot_state(self) -> None:
+        """The last boot's runc state, bundles and exit files describe processes that
+        are gone; runc must not act on PIDs recycled since. Removed at once, not per
+        container."""
+        layout = self._layout
+        for directory in (layout.runtime_root, layout.run_root / "containers", layout.exits):
+            shutil.rmtree(directory, ignore_errors=True)
+        layout.create_dirs()
+
+    def needs_recovery(self, container: Container, mounted: set[str],
+                       runtime_ids: set[str]) -> bool:
+        """Cheap test, for 10,000 containers at start-up: is there anything to reconcile?"""
+        st = container.status
+        if (st.removing or st.needs_cleanup or st.mounted or st.user_mounted
+                or container.state not in (State.CONFIGURED, State.EXITED)
+                or container.id in runtime_ids):
+            return True
+        return (str(self._layout.rootfs_mountpoint(container.id)) in mounted
+                or str(self._layout.shm_dir(container.id)) in mounted)
+
+    async def recover(self, container: Container, new_boot: bool,
+                      mounted: set[str]) -> None:
+        """Make the stored state true again; ``mounted`` is the host's mount points."""
+        async with container.lock:
+            if container.status.removing:
+                await container.finish_removal()
+                return
+            if new_boot:
+                self._forget_last_boot(container)
+            elif container.state in ACTIVE or container.state == State.UNKNOWN:
+                await self._readopt(container)
+            elif container.status.needs_cleanup or container.has_runtime_state():
+                # Killed between runc create and saving, or before cleaning up an exit.
+                container.update_status(needs_cleanup=True)
+                await container.cleanup_runtime()
+            self._reconcile_mounts(container, mounted)
+
+    def _forget_last_boot(self, container: Container) -> None:
+        # Nothing of the last boot runs any more; its per-boot files are gone already
+        # (wipe_per_boot_state).
+        changes: dict[str, Any] = {"needs_cleanup": False, "init_pid": 0, "conmon_pid": 0}
+        if container.state in ACTIVE or container.state == State.UNKNOWN:
+            log.info("container %s: was %s before the reboot; now exited", container.name,
+                     container.state)
+            changes.update(state=State.EXITED, exit_code=-1, finished=now_us())
+        container.update_status(**changes)
+
+    async def _readopt(self, container: Container) -> None:
+        if not self._monitor.is_alive(container.status.conmon_pid):
+            # It exited while the daemon was away: the exit file tells how and when.
+            code, finished = container.read_exit()
+            container.record_exit(code, finished)
+            return
+        try:
+            runtime_state = await self._oci.state(container.id)
+        except RuntimeFailed as err:
+            log.warning("container %s: state unknown: %s", container.name, err)
+            container.update_status(state=State.UNKNOWN)
+            container.watch_exit()
+            return
+        current = _RUNTIME_STATES.get((runtime_state or {}).get("status", ""))
+        if current is not None and runtime_state is not None:
+            changes: dict[str, Any] = {
+                "state": current,
+                "init_pid": runtime_state.get("pid") or container.status.init_pid}
+            if current != State.CREATED and container.state == State.CREATED:
+                # Killed between runc start and saving "running".
+                changes.update(started=now_us(), exit_code=0, finished=0, oom_killed=False)
+            container.update_status(**changes)
+        # else the process is gone and the monitor is about to report it
+        container.watch_exit()
+
+    def _reconcile_mounts(self, container: Container, mounted: set[str]) -> None:
+        paths, st = container.paths, container.status
+        active = container.state in ACTIVE
+        if not active and str(paths.shm_dir) in mounted:
+            container.unmount_shm()
+        if str(paths.merged) not in mounted:
+            if st.mounted or st.user_mounted:
+                container.update_status(mounted=False, mountpoint="", user_mounted=False)
+        elif active or st.user_mounted:
+            if not st.mounted:
+                container.update_status(mounted=True, mountpoint=str(paths.merged))
+        else:
+            # Mounted by a call that never answered, or left by a cleanup cut short.
+            container.unmount_storage()
