@@ -1,117 +1,80 @@
-"""Who may call what, as API.md's polkit table says; checked before any work.
+"""Who may call what on the bus: the ops Operation of each method decides.
 
-Root (asked of the bus, GetConnectionUnixUser) passes without polkit, as
-systemd's services do; everyone else is asked of polkit with their unique
-bus name as subject and details naming the container or image and the verb,
-so rules can be written per container. Every method of our interfaces is
-either in ACTIONS or in OPEN: a method in neither is refused at export time.
+Every method of our interfaces maps to one Operation of pyctrd.ops.operations
+(by interface and member); a method in no table is refused when it is
+exported. An operation with a polkit action is guarded: before dispatch the
+caller's uid is asked of the bus (GetConnectionUnixUser, cached per unique
+name) and the ops Authority decides, with the details the bus object builds
+from its resolved container or image (ops.operations.details). Root passes
+without polkit; an unidentified caller, or polkit unreachable, is refused
+(fail closed). A refused call's descriptors are closed, and its error is the
+catalogue's AccessDenied or InteractiveAuthorizationRequired.
 """
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from dbus_fast import DBusError, Message, MessageFlag
+from dbus_fast import Message, MessageFlag
 from dbus_fast.aio import MessageBus
-from dbus_fast.service import ServiceInterface
 
-from pyctrd.bus.names import CONTAINER_IFACE, IMAGE_IFACE, MANAGER_IFACE
-from pyctrd.bus.polkit import PolkitClient, Verdict, bus_name_subject
-from pyctrd.errors import PyctrdError
+from pyctrd.bus.errors import to_dbus_error
+from pyctrd.ops.authority import Authority, Caller, bus_name_subject, unidentified
+from pyctrd.ops.names import CONTAINER_IFACE, IMAGE_IFACE, MANAGER_IFACE
+from pyctrd.ops.operations import CONTAINER_OPS, IMAGE_OPS, MANAGER_OPS, Operation
 
-INSPECT = "org.pyctrd1.container.inspect"
-ATTACH = "org.pyctrd1.container.attach"
-MANAGE = "org.pyctrd1.container.manage"
-CREATE = "org.pyctrd1.container.create"
-MOUNT = "org.pyctrd1.container.mount"
-IMAGE_MANAGE = "org.pyctrd1.image.manage"
+log = logging.getLogger(__name__)
 
-ACTIONS: dict[str, dict[str, str]] = {
-    MANAGER_IFACE: {
-        "CreateContainer": CREATE, "RemoveContainer": CREATE,
-        "ImportImage": IMAGE_MANAGE, "RemoveImage": IMAGE_MANAGE,
-    },
-    CONTAINER_IFACE: {
-        "Inspect": INSPECT, "OpenLog": INSPECT,
-        "Attach": ATTACH, "ResizeTerminal": ATTACH,
-        "Init": MANAGE, "Start": MANAGE, "Stop": MANAGE, "Kill": MANAGE,
-        "Pause": MANAGE, "Unpause": MANAGE,
-        "Remove": CREATE,
-        "Mount": MOUNT, "Unmount": MOUNT, "Export": MOUNT,
-    },
-    IMAGE_IFACE: {"Remove": IMAGE_MANAGE},
+OPERATIONS: dict[str, dict[str, Operation]] = {
+    MANAGER_IFACE: MANAGER_OPS,
+    CONTAINER_IFACE: CONTAINER_OPS,
+    IMAGE_IFACE: IMAGE_OPS,
 }
-
-# Methods anyone may call: they only read, like the properties.
-OPEN: dict[str, frozenset[str]] = {
-    MANAGER_IFACE: frozenset({"GetContainer", "ListContainers", "GetImage", "ListImages"}),
-    CONTAINER_IFACE: frozenset({"Wait"}),
-    IMAGE_IFACE: frozenset(),
-}
-
-ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
-INTERACTIVE_REQUIRED = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
 UID_CACHE_MAX = 4096
 
 Handler = Callable[[Message, Any], None]
 
 
-def action_for(interface: str, member: str) -> str | None:
-    """The polkit action guarding a method; None for an open one."""
-    if member in OPEN.get(interface, frozenset()):
-        return None
+def operation_of(interface: str, member: str) -> Operation:
+    """The operation behind a method; LookupError for one no table lists."""
     try:
-        return ACTIONS[interface][member]
+        return OPERATIONS[interface][member]
     except KeyError:
-        raise LookupError(f"{interface}.{member} has no polkit action and is not open; "
-                          "add it to pyctrd/bus/authz.py") from None
+        raise LookupError(f"{interface}.{member} is no operation; add it to a table of "
+                          "pyctrd/ops/operations.py (action None if anyone may call "
+                          "it)") from None
 
 
-def details_for(interface: ServiceInterface, member: str, msg: Message) -> dict[str, str]:
-    """What rules may look at: action.lookup("container_name") and the like."""
-    details = {"verb": member}
-    container = getattr(interface, "container", None)
-    image = getattr(interface, "image", None)
-    runtime = getattr(interface, "_runtime", None)
-    if container is not None:
-        details.update(container_id=container.id, container_name=container.name)
-    elif image is not None:
-        details.update(image_id=image.id, image_reference=image.reference)
-    elif member == "RemoveContainer" and runtime is not None:
-        with contextlib.suppress(PyctrdError):
-            found = runtime.lookup_container(str(msg.body[0]))
-            details.update(container_id=found.id, container_name=found.name)
-    elif member == "CreateContainer":
-        details["image"] = str(msg.body[0])
-        name = msg.body[2].get("name") if len(msg.body) > 2 else None
-        if name is not None:
-            details["container_name"] = str(name.value)
-    return details
+class Guarded(Protocol):
+    """A bus object whose guarded methods say what polkit rules may see."""
+
+    def call_details(self, operation: Operation, body: list[Any]) -> dict[str, str]: ...
 
 
-class Authorizer:
-    def __init__(self, bus: MessageBus, polkit: PolkitClient) -> None:
+class CallGuard:
+    def __init__(self, bus: MessageBus, authority: Authority) -> None:
         self._bus = bus
-        self._polkit = polkit
+        self._authority = authority
         self._uids: dict[str, int] = {}  # unique names are never reused on a bus
         self._tasks: set[asyncio.Task[None]] = set()
         self._last: dict[str, asyncio.Task[None]] = {}  # each sender's latest guarded call
 
-    def guard(self, handler: Handler, interface: ServiceInterface, member: str,
-              action: str) -> Handler:
+    def guard(self, handler: Handler, obj: Guarded, operation: Operation) -> Handler:
         """A method handler that runs ``handler`` only once the caller is authorized.
 
         Calls of one sender are dispatched in the order they came, even when
         polkit answers them out of order (Start then Stop must not swap).
         """
+        assert operation.action is not None
 
         def guarded(msg: Message, send_reply: Any) -> None:
             sender = msg.sender or ""
             previous = self._last.get(sender)
-            task = asyncio.ensure_future(self._run(handler, interface, member, action, msg,
-                                                   send_reply, previous))
+            task = asyncio.ensure_future(self._run(handler, obj, operation, msg, send_reply,
+                                                   previous))
             self._last[sender] = task
             self._tasks.add(task)
 
@@ -124,41 +87,39 @@ class Authorizer:
 
         return guarded
 
-    async def _run(self, handler: Handler, interface: ServiceInterface, member: str,
-                   action: str, msg: Message, send_reply: Any,
+    async def _run(self, handler: Handler, obj: Guarded, operation: Operation,
+                   msg: Message, send_reply: Any,
                    previous: asyncio.Task[None] | None) -> None:
         try:
-            await self.authorize(msg, action, details_for(interface, member, msg))
-        except DBusError as err:
+            await self.authorize(msg, operation, obj.call_details(operation, list(msg.body)))
+        except Exception as err:  # refused, or could not be decided: fail closed
             for fd in msg.unix_fds:  # the handler that would own them never runs
                 with contextlib.suppress(OSError):
                     os.close(fd)
             if not msg.flags & MessageFlag.NO_REPLY_EXPECTED:
-                send_reply(Message.new_error(msg, err.type, err.text))
+                error = to_dbus_error(err, operation.verb)
+                send_reply(Message.new_error(msg, error.type, error.text))
             return
         if previous is not None and not previous.done():
             await asyncio.wait([previous])
-        handler(msg, send_reply)
+        try:
+            handler(msg, send_reply)
+        except Exception:
+            log.exception("dispatching %s failed", operation.verb)
 
-    async def authorize(self, msg: Message, action: str, details: dict[str, str]) -> None:
+    async def authorize(self, msg: Message, operation: Operation,
+                        details: dict[str, str]) -> None:
+        """Return if the sender of ``msg`` may run ``operation``; raise if not."""
+        assert operation.action is not None
         sender = msg.sender or ""
         uid = await self._caller_uid(sender)
-        if uid == 0:
-            return
+        if uid is None:
+            raise unidentified(operation.verb, operation.action)
         interactive = bool(msg.flags & MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION)
-        decision = await self._polkit.check(bus_name_subject(sender), action, details,
-                                            interactive)
-        verb = details.get("verb", "this call")
-        if decision.verdict is Verdict.ALLOWED:
-            return
-        if decision.verdict is Verdict.CHALLENGE and not interactive:
-            raise DBusError(INTERACTIVE_REQUIRED,
-                            f"{verb} needs authentication (polkit action {action}); call "
-                            "again allowing interactive authorization")
-        raise DBusError(ACCESS_DENIED,
-                        f"{verb} is not allowed: {decision.reason} (polkit action {action})")
+        caller = Caller(uid, bus_name_subject(sender), interactive)
+        await self._authority.authorize(caller, operation.action, details)
 
-    async def _caller_uid(self, sender: str) -> int:
+    async def _caller_uid(self, sender: str) -> int | None:
         uid = self._uids.get(sender)
         if uid is not None:
             return uid
@@ -168,9 +129,12 @@ class Authorizer:
                 interface="org.freedesktop.DBus", member="GetConnectionUnixUser",
                 signature="s", body=[sender]))
         except Exception as err:
-            raise DBusError(ACCESS_DENIED, f"the caller could not be identified: {err}") from None
+            log.warning("could not ask the bus who %s is: %s", sender, err)
+            return None
         if reply is None or reply.error_name:
-            raise DBusError(ACCESS_DENIED, "the caller could not be identified by the bus")
+            log.warning("the bus did not say who %s is: %s", sender,
+                        reply.error_name if reply else "no reply")
+            return None
         uid = int(reply.body[0])
         if len(self._uids) >= UID_CACHE_MAX:
             self._uids.clear()

@@ -27,7 +27,7 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.aio.message_bus import _MessageWriter
 from dbus_fast.service import ServiceInterface
 
-from pyctrd.bus.authz import Authorizer, action_for
+from pyctrd.bus.authz import CallGuard, operation_of
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def _close_handed_over(fds: list[int]) -> None:
 class BackpressureWriter(_MessageWriter):
     def write_callback(self, remove_writer: bool = True) -> None:
         sock = self.sock
+        assert sock is not None and self.fd is not None  # set once connected
         try:
             while True:
                 if self.buf is None:
@@ -91,14 +92,14 @@ class BackpressureWriter(_MessageWriter):
 
 class PyctrdBus(MessageBus):
     """A MessageBus whose ObjectManager signals BusService sends itself, and
-    whose method handlers ask the authorizer first (when there is one).
+    whose guarded method handlers ask the CallGuard first (when there is one).
 
     dbus-fast would emit InterfacesAdded per exported interface from the
     object's own path; the spec (and GDBusObjectManagerClient) wants them
     from the manager's path, with all interfaces of the object at once.
     """
 
-    authorizer: Authorizer | None = None  # set before exporting anything
+    guard: CallGuard | None = None  # set before exporting anything; None: no polkit
     # Child node names of a path that exist without being exported (yet).
     virtual_children: Callable[[str], list[str]] | None = None
 
@@ -110,7 +111,7 @@ class PyctrdBus(MessageBus):
                            if name not in have]
         return node
 
-    def send(self, msg: Message) -> asyncio.Future:
+    def send(self, msg: Message) -> asyncio.Future:  # type: ignore[override]
         future = super().send(msg)
         if msg.unix_fds and _handed_over.intersection(msg.unix_fds):
             fds = list(msg.unix_fds)
@@ -121,12 +122,12 @@ class PyctrdBus(MessageBus):
         handler = super()._make_method_handler(interface, method)
         if "h" in method.out_signature:
             handler = _needing_reply(handler, method.name)
-        if self.authorizer is None:
+        # Every method is an operation, even without polkit: one that is not is
+        # refused here, when its object is first exported.
+        operation = operation_of(interface.name, method.name)
+        if self.guard is None or operation.action is None:
             return handler
-        action = action_for(interface.name, method.name)
-        if action is None:
-            return handler
-        return self.authorizer.guard(handler, interface, method.name, action)
+        return self.guard.guard(handler, interface, operation)  # type: ignore[arg-type]
 
     def _emit_interface_added(self, path: str, interface: ServiceInterface) -> None:
         pass
@@ -160,4 +161,5 @@ def send(bus: MessageBus, message: Message) -> None:
     if not bus.connected:
         return
     message.serial = bus.next_serial()
+    assert bus._writer is not None  # connected
     bus._writer.schedule_write(message, None)

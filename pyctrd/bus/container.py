@@ -1,29 +1,30 @@
-"""org.pyctrd1.Container: a thin adapter from D-Bus calls to a core Container."""
+"""org.pyctrd1.Container: one container's object; decode, call, encode."""
 
-import json
 import os
-from typing import TYPE_CHECKING
+from typing import Any
 
 from dbus_fast.service import ServiceInterface, method
 
 from pyctrd.bus.connection import hand_over
 from pyctrd.bus.errors import translate_errors
-from pyctrd.bus.names import CONTAINER_IFACE
-from pyctrd.bus.props import CONTAINER_PROPERTIES, add_readonly_properties, name_out_args
-from pyctrd.core import stdio
+from pyctrd.bus.props import add_readonly_properties, annotate_fd_methods, name_out_args
 from pyctrd.core.container import Container
-from pyctrd.core.unixsignals import parse_signal
-from pyctrd.errors import NoSuchContainer
+from pyctrd.errors import InvalidArgument
+from pyctrd.ops.names import CONTAINER_IFACE
+from pyctrd.ops.operations import Operation, Operations, details
+from pyctrd.ops.properties import CONTAINER_PROPERTIES
 
-if TYPE_CHECKING:
-    from pyctrd.core.engine import Engine
 
+class ContainerObject(ServiceInterface):
+    interface = CONTAINER_IFACE
 
-class ContainerInterface(ServiceInterface):
-    def __init__(self, container: Container, runtime: "Engine") -> None:
-        super().__init__(CONTAINER_IFACE)
+    def __init__(self, container: Container, operations: Operations) -> None:
+        super().__init__(self.interface)
         self.container = container
-        self._runtime = runtime
+        self.operations = operations
+
+    def call_details(self, operation: Operation, body: list[Any]) -> dict[str, str]:
+        return details(operation, self.container)
 
     @method()
     @translate_errors
@@ -38,12 +39,12 @@ class ContainerInterface(ServiceInterface):
     @method()
     @translate_errors
     async def Stop(self, timeout: "u") -> None:
-        await self.container.stop(timeout)
+        await self.operations.stop(self.container, timeout)
 
     @method()
     @translate_errors
     async def Kill(self, signal: "s") -> None:
-        await self.container.kill(parse_signal(signal))
+        await self.operations.kill(self.container, signal)
 
     @method()
     @translate_errors
@@ -58,6 +59,9 @@ class ContainerInterface(ServiceInterface):
     @method()
     @translate_errors
     async def Mount(self, mount_label: "s") -> "s":
+        if mount_label:
+            raise InvalidArgument(f"mount_label {mount_label!r} cannot be applied: this "
+                                  "daemon sets no SELinux mount labels; pass \"\"")
         return await self.container.mount()
 
     @method()
@@ -81,27 +85,24 @@ class ContainerInterface(ServiceInterface):
     @method()
     @translate_errors
     async def Remove(self, force: "b") -> None:
-        await self._runtime.remove_container(self.container, force)
+        await self.operations.remove_container(self.container, force)
 
     @method()
     @translate_errors
     async def Inspect(self) -> "s":
-        if self.container.removed:
-            raise NoSuchContainer(f"container {self.container.name} has been removed")
-        return json.dumps(self.container.inspect())
+        return self.operations.inspect_json(self.container)
 
     # The descriptors below are handed over: closed here once the reply is sent.
 
     @method()
     @translate_errors
     async def OpenLog(self, follow: "b") -> "h":
-        return hand_over(stdio.open_log(self.container, follow))
+        return hand_over(self.operations.open_log(self.container, follow))
 
     @method()
     @translate_errors
     async def Attach(self, detach_keys: "s") -> "h":
-        sock = await stdio.attach(self.container, detach_keys)
-        return hand_over(sock.detach())
+        return hand_over(await self.operations.attach(self.container, detach_keys))
 
     # Beyond API.md (issue 3). A container without a terminal can never have one
     # resized, whatever its state: InvalidArgument. One with a terminal whose
@@ -109,9 +110,10 @@ class ContainerInterface(ServiceInterface):
     @method()
     @translate_errors
     async def ResizeTerminal(self, rows: "q", cols: "q") -> None:
-        stdio.resize_terminal(self.container, rows, cols)
+        self.operations.resize_terminal(self.container, rows, cols)
 
 
-add_readonly_properties(ContainerInterface, CONTAINER_PROPERTIES, lambda iface: iface.container)
-name_out_args(ContainerInterface, {"Mount": ["mountpoint"], "Wait": ["exit_code"],
-                                   "Inspect": ["json"], "OpenLog": ["fd"], "Attach": ["fd"]})
+add_readonly_properties(ContainerObject, CONTAINER_PROPERTIES, lambda obj: obj.container)
+name_out_args(ContainerObject, {"Mount": ["mountpoint"], "Wait": ["exit_code"],
+                                "Inspect": ["json"], "OpenLog": ["fd"], "Attach": ["fd"]})
+annotate_fd_methods(ContainerObject)

@@ -1,4 +1,10 @@
-"""Core errors → D-Bus errors; nothing else (and no traceback) crosses the bus."""
+"""Errors on the bus: the catalogue's D-Bus name and the message, nothing else.
+
+Every error a handler raises crosses the bus through ``to_dbus_error``: a
+PyctrdError under its catalogued name (pyctrd.ops.errors), anything else is
+logged here and sent as Failed with a one-line message; never a traceback,
+never a name derived from a Python class.
+"""
 
 import functools
 import logging
@@ -7,36 +13,34 @@ from typing import Any, TypeVar
 
 from dbus_fast import DBusError
 
-from pyctrd.bus.names import ERROR_PREFIX
-from pyctrd.errors import InvalidArgument, PyctrdError
+from pyctrd.errors import PyctrdError
+from pyctrd.ops.errors import FAILED, kind_of
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-def to_dbus_error(err: PyctrdError) -> DBusError:
-    return DBusError(ERROR_PREFIX + type(err).__name__, str(err))
-
-
-def invalid_argument(message: str) -> DBusError:
-    return to_dbus_error(InvalidArgument(message))
+def to_dbus_error(err: BaseException, what: str = "the call") -> DBusError:
+    """``err`` as the D-Bus error a caller sees; ``what`` names the call for the log."""
+    if isinstance(err, DBusError):
+        return err
+    if isinstance(err, PyctrdError):
+        return DBusError(kind_of(err).dbus_name, str(err))
+    log.error("%s failed unexpectedly", what, exc_info=err)
+    detail = " ".join(str(err).split()) or type(err).__name__
+    return DBusError(FAILED.dbus_name,
+                     f"{what} failed unexpectedly ({detail}); see the pyctrd journal")
 
 
 def translate_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Wrap a method handler: core errors keep their names, the unexpected is logged."""
+    """Wrap a method handler so that whatever it raises leaves as ``to_dbus_error`` says."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return await fn(*args, **kwargs)
-        except DBusError:
-            raise
-        except PyctrdError as err:
-            raise to_dbus_error(err) from None
         except Exception as err:
-            log.exception("%s failed unexpectedly", fn.__name__)
-            raise DBusError("org.freedesktop.DBus.Error.Failed",
-                            f"{fn.__name__} failed: {err}; see the pyctrd journal") from None
+            raise to_dbus_error(err, fn.__name__) from None
 
     return wrapper

@@ -1,28 +1,33 @@
-"""org.pyctrd1.Image: one imported image."""
+"""org.pyctrd1.Image: one stored image's object."""
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from dbus_fast.service import ServiceInterface, method
 
 from pyctrd.bus.errors import translate_errors
-from pyctrd.bus.names import IMAGE_IFACE
-from pyctrd.bus.props import IMAGE_PROPERTIES, add_readonly_properties
+from pyctrd.bus.props import add_readonly_properties, annotate_fd_methods
 from pyctrd.core.image import Image
+from pyctrd.ops.names import IMAGE_IFACE
+from pyctrd.ops.operations import Operation, Operations, details
+from pyctrd.ops.properties import IMAGE_PROPERTIES
 
-if TYPE_CHECKING:
-    from pyctrd.core.engine import Engine
 
+class ImageObject(ServiceInterface):
+    interface = IMAGE_IFACE
 
-class ImageInterface(ServiceInterface):
-    def __init__(self, image: Image, runtime: "Engine") -> None:
-        super().__init__(IMAGE_IFACE)
+    def __init__(self, image: Image, operations: Operations) -> None:
+        super().__init__(self.interface)
         self.image = image
-        self._runtime = runtime
+        self.operations = operations
+
+    def call_details(self, operation: Operation, body: list[Any]) -> dict[str, str]:
+        return details(operation, self.image)
 
     @method()
     @translate_errors
     async def Remove(self, force: "b") -> None:
-        await self._runtime.remove_image(self.image, force)
+        await self.operations.remove_image(self.image, force)
 
 
-add_readonly_properties(ImageInterface, IMAGE_PROPERTIES, lambda iface: iface.image)
+add_readonly_properties(ImageObject, IMAGE_PROPERTIES, lambda obj: obj.image)
+annotate_fd_methods(ImageObject)

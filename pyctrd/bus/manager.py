@@ -1,59 +1,74 @@
 """org.pyctrd1.Manager at /org/pyctrd1: create, find and list; import images."""
 
+import contextlib
 import os
-from typing import TYPE_CHECKING
+from typing import Any
 
 from dbus_fast import Variant
-from dbus_fast.constants import PropertyAccess
-from dbus_fast.service import ServiceInterface, dbus_property, dbus_signal, method
+from dbus_fast.service import ServiceInterface, dbus_signal, method
 
-from pyctrd import __version__
 from pyctrd.bus.errors import translate_errors
-from pyctrd.bus.names import MANAGER_IFACE, container_path, image_path
-from pyctrd.bus.options import unwrap_options
-from pyctrd.bus.props import name_out_args
+from pyctrd.bus.props import add_readonly_properties, annotate_fd_methods, name_out_args
+from pyctrd.errors import PyctrdError
+from pyctrd.ops.names import MANAGER_IFACE, container_path, image_path
+from pyctrd.ops.operations import Operation, Operations, Target, details
+from pyctrd.ops.options import decode_dbus
+from pyctrd.ops.properties import MANAGER_PROPERTIES
 
-if TYPE_CHECKING:
-    from pyctrd.core.engine import Engine
+
+def create_options(options: dict[str, Variant]) -> dict[str, Any]:
+    """CreateContainer's a{sv} as checked plain values (InvalidArgument if not)."""
+    return decode_dbus({key: (variant.signature, variant.value)
+                        for key, variant in options.items()})
 
 
-class ManagerInterface(ServiceInterface):
-    def __init__(self, runtime: "Engine") -> None:
-        super().__init__(MANAGER_IFACE)
-        self._runtime = runtime
+class ManagerObject(ServiceInterface):
+    interface = MANAGER_IFACE
+
+    def __init__(self, operations: Operations) -> None:
+        super().__init__(self.interface)
+        self.operations = operations
+
+    def call_details(self, operation: Operation, body: list[Any]) -> dict[str, str]:
+        """Details of a Manager call: its first argument names the target."""
+        if operation.target is Target.NONE:
+            return details(operation, None)
+        given = str(body[0])
+        options: dict[str, Any] = {}
+        if operation.target is Target.NEW_CONTAINER:
+            # Options that do not decode are the handler's to refuse, once allowed.
+            with contextlib.suppress(PyctrdError):
+                options = create_options(body[2])
+        return details(operation, self.operations.target(operation, given), given, options)
 
     @method()
     @translate_errors
-    async def CreateContainer(self, image: "s", command: "as",
-                              options: "a{sv}") -> "o":
-        options_plain = unwrap_options(options)
-        container = self._runtime.create_container(image, command, options_plain)
+    async def CreateContainer(self, image: "s", command: "as", options: "a{sv}") -> "o":
+        container = self.operations.create_container(image, command, create_options(options))
         return container_path(container.id)
 
     @method()
     @translate_errors
     async def GetContainer(self, name_or_id: "s") -> "o":
-        return container_path(self._runtime.lookup_container(name_or_id).id)
+        return container_path(self.operations.get_container(name_or_id).id)
 
     @method()
     @translate_errors
     async def ListContainers(self) -> "a(sssso)":
-        return [
-            [c.id, c.name, c.config.image_ref, str(c.state), container_path(c.id)]
-            for c in self._runtime.containers.values()
-        ]
+        return [[c.id, c.name, c.config.image_ref, str(c.state), container_path(c.id)]
+                for c in self.operations.list_containers()]
 
     @method()
     @translate_errors
     async def RemoveContainer(self, name_or_id: "s", force: "b") -> None:
-        container = self._runtime.lookup_container(name_or_id)
-        await self._runtime.remove_container(container, force)
+        container = self.operations.get_container(name_or_id)
+        await self.operations.remove_container(container, force)
 
     @method()
     @translate_errors
     async def ImportImage(self, archive: "h", reference: "s") -> "so":
         try:
-            image = await self._runtime.import_image(archive, reference)
+            image = await self.operations.import_image(archive, reference)
         finally:
             os.close(archive)
         return [image.id, image_path(image.id)]
@@ -61,38 +76,20 @@ class ManagerInterface(ServiceInterface):
     @method()
     @translate_errors
     async def GetImage(self, reference_or_id: "s") -> "o":
-        return image_path(self._runtime.lookup_image(reference_or_id).id)
+        return image_path(self.operations.get_image(reference_or_id).id)
 
     @method()
     @translate_errors
     async def ListImages(self) -> "a(ssto)":
         # one row per reference, as `podman images` lists each tag
-        return [
-            [i.id, reference, i.size, image_path(i.id)]
-            for i in self._runtime.images.values()
-            for reference in (i.references or [""])
-        ]
+        return [[i.id, reference, i.size, image_path(i.id)]
+                for i in self.operations.list_images()
+                for reference in (i.references or [""])]
 
     @method()
     @translate_errors
     async def RemoveImage(self, reference_or_id: "s", force: "b") -> None:
-        await self._runtime.remove_image_named(reference_or_id, force)
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Version(self) -> "s":
-        return __version__
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Runtime(self) -> "s":
-        return self._runtime.oci.path
-
-    @dbus_property(access=PropertyAccess.READ)
-    def ContainerCount(self) -> "u":
-        return len(self._runtime.containers)
-
-    @dbus_property(access=PropertyAccess.READ)
-    def ImageCount(self) -> "u":
-        return len(self._runtime.images)
+        await self.operations.remove_image_named(reference_or_id, force)
 
     # Declared for introspection; BusService sends them as prebuilt messages.
     @dbus_signal()
@@ -111,12 +108,9 @@ class ManagerInterface(ServiceInterface):
     def ImageRemoved(self) -> "so":
         """(id, path) of a removed image."""
 
-    def counts(self) -> dict[str, Variant]:
-        return {"ContainerCount": Variant("u", len(self._runtime.containers)),
-                "ImageCount": Variant("u", len(self._runtime.images))}
 
-
-name_out_args(ManagerInterface, {
+add_readonly_properties(ManagerObject, MANAGER_PROPERTIES, lambda obj: obj.operations.engine)
+name_out_args(ManagerObject, {
     "CreateContainer": ["container"],
     "GetContainer": ["container"],
     "ListContainers": ["containers"],
@@ -128,3 +122,4 @@ name_out_args(ManagerInterface, {
     "ImageAdded": ["id", "path"],
     "ImageRemoved": ["id", "path"],
 })
+annotate_fd_methods(ManagerObject)

@@ -1,110 +1,57 @@
-"""Property tables: one place says how each D-Bus property reads the core.
+"""The ops property tables on the bus: getters, variants and introspection.
 
-The ServiceInterface getters, GetManagedObjects, InterfacesAdded and
-PropertiesChanged all read through these tables, so they cannot disagree.
+Each row of pyctrd.ops.properties becomes one read-only dbus_property; the
+same rows give the values of GetManagedObjects, InterfacesAdded and
+PropertiesChanged, and a const row carries the annotation
+EmitsChangedSignal=const in introspection (as it does in dbus/*.xml).
+dbus-fast's introspection objects are built when the class is defined and
+have no place for argument names or annotations in the decorators, so the
+helpers below set them on the class's introspection objects afterwards.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from dbus_fast import Variant
+from dbus_fast.constants import PropertyAccess
+from dbus_fast.service import dbus_property
 
-from pyctrd.core.container import Container
-from pyctrd.core.image import Image
+from pyctrd.ops.properties import Property, values
 
-Getter = Callable[[Any], Any]
+EMITS_CHANGED = "org.freedesktop.DBus.Property.EmitsChangedSignal"
+UNIX_FD = "org.gtk.GDBus.C.UnixFD"
 
-CONTAINER_PROPERTIES: dict[str, tuple[str, Getter]] = {
-    "Id": ("s", lambda c: c.id),
-    "Name": ("s", lambda c: c.name),
-    "Image": ("s", lambda c: c.config.image_ref),
-    "ImageId": ("s", lambda c: c.config.image_id),
-    "Command": ("as", lambda c: c.config.command),
-    "State": ("s", lambda c: str(c.status.state)),
-    "PID": ("i", lambda c: c.status.pid),
-    "ExitCode": ("i", lambda c: c.status.exit_code),
-    "OOMKilled": ("b", lambda c: c.status.oom_killed),
-    "Mounted": ("b", lambda c: c.status.mounted),
-    "Mountpoint": ("s", lambda c: c.status.mountpoint),
-    "CreatedTimestamp": ("t", lambda c: c.config.created),
-    "StartedTimestamp": ("t", lambda c: c.status.started),
-    "FinishedTimestamp": ("t", lambda c: c.status.finished),
-    "Labels": ("a{ss}", lambda c: c.config.labels),
-    "LogPath": ("s", lambda c: str(c.log_path)),
-    "StopSignal": ("u", lambda c: c.config.stop_signal),
-    "StopTimeout": ("u", lambda c: c.config.stop_timeout),
-    "Terminal": ("b", lambda c: c.config.terminal),
-}
-
-# core status field → the properties it feeds
-STATUS_TO_PROPERTIES: dict[str, tuple[str, ...]] = {
-    "state": ("State",),
-    "pid": ("PID",),
-    "exit_code": ("ExitCode",),
-    "oom_killed": ("OOMKilled",),
-    "mounted": ("Mounted",),
-    "mountpoint": ("Mountpoint",),
-    "started": ("StartedTimestamp",),
-    "finished": ("FinishedTimestamp",),
-}
-
-IMAGE_PROPERTIES: dict[str, tuple[str, Getter]] = {
-    "Id": ("s", lambda i: i.id),
-    "Reference": ("s", lambda i: i.reference),
-    "Digest": ("s", lambda i: i.digest),
-    "Size": ("t", lambda i: i.size),
-    "CreatedTimestamp": ("t", lambda i: i.created),
-    "Layers": ("as", lambda i: i.layers),
-    "Entrypoint": ("as", lambda i: i.entrypoint),
-    "Cmd": ("as", lambda i: i.cmd),
-    "Env": ("as", lambda i: i.env),
-    "WorkingDir": ("s", lambda i: i.workdir),
-    "User": ("s", lambda i: i.user),
-}
+Table = dict[str, Property]
 
 
-def variants(table: dict[str, tuple[str, Getter]], obj: Any,
-             names: tuple[str, ...] | list[str] | None = None) -> dict[str, Variant]:
-    selected = table if names is None else {n: table[n] for n in names}
-    return {name: Variant(sig, get(obj)) for name, (sig, get) in selected.items()}
+def variants(table: Table, obj: Any, rows: Iterable[Property] | None = None
+             ) -> dict[str, Variant]:
+    """name → Variant of ``rows`` (default: all of ``table``) read from ``obj``."""
+    return {name: Variant(signature, value)
+            for name, (signature, value) in values(table, obj, rows).items()}
 
 
-def container_variants(container: Container, names: list[str] | None = None
-                       ) -> dict[str, Variant]:
-    return variants(CONTAINER_PROPERTIES, container, names)
+def add_readonly_properties(cls: type, table: Table, target: Callable[[Any], Any]) -> None:
+    """Give a ServiceInterface subclass one read-only dbus_property per table row,
+    annotated const when the row never changes.
 
-
-def image_variants(image: Image, names: list[str] | None = None) -> dict[str, Variant]:
-    return variants(IMAGE_PROPERTIES, image, names)
-
-
-def changed_properties(changes: dict[str, Any]) -> list[str]:
-    """The D-Bus properties touched by a set of core status changes, in table order."""
-    touched = {p for field in changes for p in STATUS_TO_PROPERTIES.get(field, ())}
-    return [name for name in CONTAINER_PROPERTIES if name in touched]
-
-
-def add_readonly_properties(cls: type, table: dict[str, tuple[str, Getter]],
-                            target: Callable[[Any], Any]) -> None:
-    """Give a ServiceInterface subclass one read-only dbus_property per table row.
-
-    ``target`` maps the interface instance to the core object the getters read.
+    ``target`` maps the interface instance to the object the getters read.
     Call before the class is first instantiated (dbus-fast collects members then).
     """
-    from dbus_fast.constants import PropertyAccess
-    from dbus_fast.service import dbus_property
 
-    def make_getter(name: str, signature: str, get: Getter) -> Callable[[Any], Any]:
+    def make_getter(row: Property) -> Callable[[Any], Any]:
         def getter(self: Any) -> Any:
-            return get(target(self))
+            return row.get(target(self))
 
-        getter.__name__ = name
-        getter.__annotations__ = {"return": signature}
+        getter.__name__ = row.name
+        getter.__annotations__ = {"return": row.signature}
         return getter
 
-    for name, (signature, get) in table.items():
-        prop = dbus_property(access=PropertyAccess.READ, name=name)
-        setattr(cls, name, prop(make_getter(name, signature, get)))
+    for row in table.values():
+        prop = dbus_property(access=PropertyAccess.READ, name=row.name)(make_getter(row))
+        if row.const:
+            prop.introspection.annotations[EMITS_CHANGED] = "const"
+        setattr(cls, row.name, prop)
 
 
 def name_out_args(cls: type, names: dict[str, list[str]]) -> None:
@@ -120,3 +67,17 @@ def name_out_args(cls: type, names: dict[str, list[str]]) -> None:
             else entry.introspection.args
         for arg, arg_name in zip(args, arg_names, strict=True):
             arg.name = arg_name
+
+
+def dbus_methods(cls: type) -> list[Any]:
+    """The dbus-fast method entries (_Method) a ServiceInterface class defines."""
+    return [entry for member in vars(cls).values()
+            if (entry := getattr(member, "__dict__", {}).get("__DBUS_METHOD")) is not None]
+
+
+def annotate_fd_methods(cls: type) -> None:
+    """Mark each method taking or returning a descriptor (h) for gdbus-codegen,
+    which then passes a GUnixFDList."""
+    for method in dbus_methods(cls):
+        if "h" in method.in_signature + method.out_signature:
+            method.introspection.annotations[UNIX_FD] = "true"

@@ -9,26 +9,43 @@ Container objects are exported on first use: a dbus-fast ServiceInterface
 costs about 0.3 ms and 5 KB to set up, which at 10,000 containers would be
 seconds of start-up spent on objects nobody calls. Until then the object
 exists through GetManagedObjects, signals and introspection of its parent.
+
+A call on a path where no object is (a container or image removed, an ID
+that never was) answers org.freedesktop.DBus.Error.UnknownObject, as
+sd-bus does; Peer calls and introspection of the nodes leading to objects
+are answered as usual.
 """
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from dbus_fast import Message, MessageType, Variant
+from dbus_fast import Message, MessageFlag, MessageType, Variant
 from dbus_fast.constants import RequestNameReply
+from dbus_fast.service import ServiceInterface
 
 from pyctrd.bus import connection
-from pyctrd.bus.container import ContainerInterface
-from pyctrd.bus.image import ImageInterface
+from pyctrd.bus.authz import CallGuard, operation_of
+from pyctrd.bus.container import ContainerObject
+from pyctrd.bus.errors import to_dbus_error
+from pyctrd.bus.image import ImageObject
 from pyctrd.bus.managed import SIGNATURE as MANAGED_SIGNATURE
 from pyctrd.bus.managed import Interfaces, ManagedObjects, RawReply
-from pyctrd.bus.manager import ManagerInterface
-from pyctrd.bus.names import (
+from pyctrd.bus.manager import ManagerObject
+from pyctrd.bus.props import dbus_methods, variants
+from pyctrd.core.container import Container
+from pyctrd.core.image import Image
+from pyctrd.errors import NoSuchObject
+from pyctrd.ops.authority import Authority
+from pyctrd.ops.names import (
     BUS_NAME,
     CONTAINER_IFACE,
+    CONTAINER_PREFIX,
     IMAGE_IFACE,
+    IMAGE_PREFIX,
     MANAGER_IFACE,
     MANAGER_PATH,
     OBJECT_MANAGER_IFACE,
@@ -36,107 +53,138 @@ from pyctrd.bus.names import (
     container_path,
     image_path,
 )
-from pyctrd.bus.props import changed_properties, container_variants, image_variants
-from pyctrd.core.container import Container
-from pyctrd.core.engine import Engine
-from pyctrd.core.image import Image
+from pyctrd.ops.operations import Operations
+from pyctrd.ops.properties import (
+    CONTAINER_PROPERTIES,
+    IMAGE_PROPERTIES,
+    MANAGER_PROPERTIES,
+    changed,
+    values,
+)
 
 log = logging.getLogger(__name__)
 
-CONTAINER_PREFIX = container_path("")
 CONTAINER_DIR = CONTAINER_PREFIX.rstrip("/")
-
-STANDARD_IFACES = ("org.freedesktop.DBus.Properties", "org.freedesktop.DBus.Introspectable",
-                   "org.freedesktop.DBus.Peer")
+IMAGE_DIR = IMAGE_PREFIX.rstrip("/")
+INTROSPECTABLE_IFACE = "org.freedesktop.DBus.Introspectable"
+PEER_IFACE = "org.freedesktop.DBus.Peer"
+STANDARD_IFACES = (PROPERTIES_IFACE, INTROSPECTABLE_IFACE, PEER_IFACE)
+OBJECT_CLASSES: tuple[type[ServiceInterface], ...] = (ManagerObject, ContainerObject,
+                                                      ImageObject)
 
 
 class NameTaken(Exception):
     pass
 
 
+def check_operations() -> None:
+    """Every method of our objects is an ops Operation (LookupError if not): a
+    method without a polkit decision stops the daemon at start, not at the
+    first export of its object."""
+    for cls in OBJECT_CLASSES:
+        for method in dbus_methods(cls):
+            operation_of(cls.interface, method.name)  # type: ignore[attr-defined]
+
+
 class BusService:
-    def __init__(self, runtime: Engine, bus: connection.PyctrdBus) -> None:
-        self.runtime = runtime
+    def __init__(self, operations: Operations, bus: connection.PyctrdBus,
+                 authority: Authority | None) -> None:
+        self.operations = operations
+        self.engine = operations.engine
         self.bus = bus
-        self.manager = ManagerInterface(runtime)
-        self._containers: dict[str, ContainerInterface] = {}
-        self._images: dict[str, ImageInterface] = {}
+        self.manager = ManagerObject(operations)
+        self._containers: dict[str, ContainerObject] = {}
+        self._images: dict[str, ImageObject] = {}
         self._managed = ManagedObjects()
+        # The Manager's changing properties as last announced.
+        self._manager_values: dict[str, Any] = {}
+        if authority is not None:
+            bus.guard = CallGuard(bus, authority)
 
     async def start(self) -> None:
+        check_operations()
         self.bus.export(MANAGER_PATH, self.manager)
-        for image in self.runtime.images.values():
+        for image in self.engine.images.values():
             self._export_image(image)
+        self._manager_values = {
+            name: value for name, (_sig, value) in values(
+                MANAGER_PROPERTIES, self.engine,
+                (row for row in MANAGER_PROPERTIES.values() if not row.const)).items()}
         self.bus.virtual_children = self._virtual_children
         self.bus.add_message_handler(self._on_method_call)
-        self.runtime.listener.add(self)
+        self.engine.listener.add(self)
         reply = await self.bus.request_name(BUS_NAME)
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
             raise NameTaken(f"{BUS_NAME} is already owned on this bus; is pyctrd running?")
 
-    # RuntimeListener
+    # EngineListener
 
     def container_added(self, container: Container) -> None:
         path = container_path(container.id)
         self._managed.invalidate(path)
-        self._interfaces_added(path, CONTAINER_IFACE, container_variants(container))
+        self._interfaces_added(path, CONTAINER_IFACE, _container_variants(container))
         self._manager_signal("ContainerAdded", container.id, path)
-        self._manager_counts_changed()
+        self._manager_changed(["containers"])
 
     def container_removed(self, container: Container) -> None:
         path = container_path(container.id)
         self._managed.invalidate(path)
-        iface = self._containers.pop(container.id, None)
-        if iface is not None:
-            self.bus.unexport(path, iface)
+        obj = self._containers.pop(container.id, None)
+        if obj is not None:
+            self.bus.unexport(path, obj)
         self._interfaces_removed(path, CONTAINER_IFACE)
         self._manager_signal("ContainerRemoved", container.id, path)
-        self._manager_counts_changed()
+        self._manager_changed(["containers"])
 
     def container_changed(self, container: Container, changes: dict[str, Any]) -> None:
-        names = changed_properties(changes)
-        if names and container.id in self.runtime.containers:
-            self._managed.invalidate(container_path(container.id))
-            self._properties_changed(container_path(container.id), CONTAINER_IFACE,
-                                     container_variants(container, names))
+        rows = changed(CONTAINER_PROPERTIES, changes)
+        if rows and container.id in self.engine.containers:
+            path = container_path(container.id)
+            self._managed.invalidate(path)
+            self._properties_changed(path, CONTAINER_IFACE,
+                                     variants(CONTAINER_PROPERTIES, container, rows))
 
     def image_added(self, image: Image) -> None:
         path = self._export_image(image)
         self._managed.invalidate(path)
-        self._interfaces_added(path, IMAGE_IFACE, image_variants(image))
+        self._interfaces_added(path, IMAGE_IFACE, _image_variants(image))
         self._manager_signal("ImageAdded", image.id, path)
-        self._manager_counts_changed()
+        self._manager_changed(["images"])
 
     def image_removed(self, image: Image) -> None:
         path = image_path(image.id)
         self._managed.invalidate(path)
-        iface = self._images.pop(image.id, None)
-        if iface is not None:
-            self.bus.unexport(path, iface)
+        obj = self._images.pop(image.id, None)
+        if obj is not None:
+            self.bus.unexport(path, obj)
         self._interfaces_removed(path, IMAGE_IFACE)
         self._manager_signal("ImageRemoved", image.id, path)
-        self._manager_counts_changed()
+        self._manager_changed(["images"])
 
     def image_changed(self, image: Image, names: list[str]) -> None:
-        if image.id in self._images:
-            self._managed.invalidate(image_path(image.id))
-            self._properties_changed(image_path(image.id), IMAGE_IFACE,
-                                     image_variants(image, names))
+        # The engine names what changed by core field ("reference") or, as it
+        # still does, by property ("Reference"): both mean the rows following it.
+        fields = {IMAGE_PROPERTIES[n].follows if n in IMAGE_PROPERTIES else n for n in names}
+        rows = changed(IMAGE_PROPERTIES, (f for f in fields if f))
+        if rows and image.id in self._images:
+            path = image_path(image.id)
+            self._managed.invalidate(path)
+            self._properties_changed(path, IMAGE_IFACE, variants(IMAGE_PROPERTIES, image, rows))
 
     # exporting
 
     def _export_container(self, container: Container) -> str:
         path = container_path(container.id)
-        iface = ContainerInterface(container, self.runtime)
-        self._containers[container.id] = iface
-        self.bus.export(path, iface)
+        obj = ContainerObject(container, self.operations)
+        self._containers[container.id] = obj
+        self.bus.export(path, obj)
         return path
 
     def _export_image(self, image: Image) -> str:
         path = image_path(image.id)
-        iface = ImageInterface(image, self.runtime)
-        self._images[image.id] = iface
-        self.bus.export(path, iface)
+        obj = ImageObject(image, self.operations)
+        self._images[image.id] = obj
+        self.bus.export(path, obj)
         return path
 
     # ObjectManager
@@ -144,39 +192,71 @@ class BusService:
     def managed_objects(self) -> list[tuple[str, Callable[[], Interfaces]]]:
         """Every object's path and a maker of its interfaces (called on a cache miss)."""
         objects: list[tuple[str, Callable[[], Interfaces]]] = []
-        for image in self.runtime.images.values():
+        for image in self.engine.images.values():
             objects.append((image_path(image.id), functools.partial(
                 _image_interfaces, image)))
-        for container in self.runtime.containers.values():
+        for container in self.engine.containers.values():
             objects.append((container_path(container.id), functools.partial(
                 _container_interfaces, container)))
         return objects
 
-    def _on_method_call(self, msg: Message) -> bool | None:
-        """Runs before dbus-fast's dispatch: exports on first use, answers GetManagedObjects."""
+    def _on_method_call(self, msg: Message) -> Message | bool | None:
+        """Runs before dbus-fast's dispatch: exports on first use, answers
+        GetManagedObjects, and refuses calls on paths where no object is."""
         if msg.message_type is not MessageType.METHOD_CALL:
             return None
         path = msg.path or ""
+        if path == MANAGER_PATH:
+            if (msg.member == "GetManagedObjects" and not msg.signature
+                    and msg.interface in (None, OBJECT_MANAGER_IFACE)):
+                body = self._managed.cached_body() or self._managed.body(
+                    self.managed_objects())
+                connection.send(self.bus, RawReply(msg, MANAGED_SIGNATURE, body))  # type: ignore[arg-type]
+                return True
+            return None
+        if self._object_at(path) or msg.interface == PEER_IFACE:
+            return None  # dbus-fast dispatches it (to the object now exported)
+        if msg.interface == INTROSPECTABLE_IFACE and self._is_node(path):
+            return None  # a node on the way to objects: introspection lists its children
+        return self._unknown_object(msg)
+
+    def _object_at(self, path: str) -> bool:
+        """Whether an object lives at ``path``; a container's is exported now if not yet."""
         if path.startswith(CONTAINER_PREFIX):
             cid = path[len(CONTAINER_PREFIX):]
-            if cid not in self._containers:
-                container = self.runtime.containers.get(cid)
-                if container is not None:
-                    self._export_container(container)
-            return None  # dbus-fast dispatches it to the object now exported
-        if (msg.member == "GetManagedObjects" and path == MANAGER_PATH
-                and msg.interface in (None, OBJECT_MANAGER_IFACE) and not msg.signature):
-            body = self._managed.cached_body() or self._managed.body(self.managed_objects())
-            connection.send(self.bus, RawReply(msg, MANAGED_SIGNATURE, body))  # type: ignore[arg-type]
+            if cid in self._containers:
+                return True
+            container = self.engine.containers.get(cid)
+            if container is None:
+                return False
+            self._export_container(container)
             return True
-        return None
+        return path in self.bus._path_exports
+
+    def _is_node(self, path: str) -> bool:
+        """Whether ``path`` lies on the way to objects: the container and image
+        directories (even when empty), their parents, or a parent of an object."""
+        if path in (CONTAINER_DIR, IMAGE_DIR) or _below(CONTAINER_DIR, path):
+            return True
+        return any(_below(exported, path) for exported in self.bus._path_exports)
+
+    def _unknown_object(self, msg: Message) -> Message | bool:
+        for fd in msg.unix_fds:  # nothing will own them
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if msg.flags & MessageFlag.NO_REPLY_EXPECTED:
+            return True
+        error = to_dbus_error(NoSuchObject(
+            f"no object has the path {msg.path} (any more); ListContainers and "
+            "ListImages give the current ones"))
+        return Message.new_error(msg, error.type, error.text)
 
     def _virtual_children(self, path: str) -> list[str]:
         """Child nodes of ``path`` that exist but may not be exported yet."""
         if path == MANAGER_PATH:
-            return ["container"] if self.runtime.containers else []
+            return ["container"] if self.engine.containers else []
         if path == CONTAINER_DIR:
-            return list(self.runtime.containers)
+            return list(self.engine.containers)
         return []
 
     # signals, built directly (dbus-fast's helpers scan every exported path)
@@ -199,17 +279,37 @@ class BusService:
         connection.send(self.bus, Message.new_signal(
             MANAGER_PATH, MANAGER_IFACE, member, "so", [object_id, path]))
 
-    def _manager_counts_changed(self) -> None:
-        self._properties_changed(MANAGER_PATH, MANAGER_IFACE, self.manager.counts())
+    def _manager_changed(self, fields: Iterable[str]) -> None:
+        """PropertiesChanged for the Manager properties following ``fields`` whose
+        value differs from the one last announced (and only those)."""
+        now = values(MANAGER_PROPERTIES, self.engine, changed(MANAGER_PROPERTIES, fields))
+        news = {name: Variant(sig, value) for name, (sig, value) in now.items()
+                if self._manager_values.get(name) != value}
+        if news:
+            self._manager_values.update((name, v.value) for name, v in news.items())
+            self._properties_changed(MANAGER_PATH, MANAGER_IFACE, news)
+
+
+def _below(path: str, node: str) -> bool:
+    """Whether ``path`` lies strictly below ``node``."""
+    return path != node and path.startswith(node.rstrip("/") + "/")
 
 
 def _with_standard(iface: str, values: dict[str, Variant]) -> dict[str, dict[str, Variant]]:
     return {iface: values, **{name: {} for name in STANDARD_IFACES}}
 
 
+def _container_variants(container: Container) -> dict[str, Variant]:
+    return variants(CONTAINER_PROPERTIES, container)
+
+
+def _image_variants(image: Image) -> dict[str, Variant]:
+    return variants(IMAGE_PROPERTIES, image)
+
+
 def _container_interfaces(container: Container) -> Interfaces:
-    return _with_standard(CONTAINER_IFACE, container_variants(container))
+    return _with_standard(CONTAINER_IFACE, _container_variants(container))
 
 
 def _image_interfaces(image: Image) -> Interfaces:
-    return _with_standard(IMAGE_IFACE, image_variants(image))
+    return _with_standard(IMAGE_IFACE, _image_variants(image))

@@ -98,7 +98,13 @@ def describe(xml_text: str, iface: str) -> dict:
         "properties": {e.get("name"): (e.get("type"), e.get("access"))
                        for e in el.findall("property")},
         "signals": {e.get("name"): args(e) for e in el.findall("signal")},
+        "annotations": {(e.tag, e.get("name")): annotations(e) for e in el
+                        if e.tag in ("method", "property", "signal") and annotations(e)},
     }
+
+
+def annotations(member: ET.Element) -> dict[str, str]:
+    return {a.get("name"): a.get("value") for a in member.findall("annotation")}
 
 
 @pytest.fixture
@@ -116,8 +122,38 @@ async def live(bus, daemon):
 
 @pytest.mark.parametrize("iface", sorted(CONTRACT))
 async def test_live_introspection_equals_xml_file(live, iface):
+    # members, argument names and types, and annotations (const, UnixFD)
     expected = describe((XML_DIR / f"{iface}.xml").read_text(), iface)
     assert describe(live[iface], iface) == expected
+
+
+# API.md, Additions: immutable properties are const; methods passing fds say so.
+CONST = {
+    "org.pyctrd1.Container": {"Id", "Name", "Image", "ImageId", "Command",
+                              "CreatedTimestamp", "LogPath", "StopSignal", "StopTimeout",
+                              "Terminal"},
+    "org.pyctrd1.Image": {"Id", "Digest", "Size", "CreatedTimestamp", "Layers",
+                          "Entrypoint", "Cmd", "Env", "WorkingDir", "User"},
+    "org.pyctrd1.Manager": {"Version", "Runtime"},
+}
+FD_METHODS = {
+    "org.pyctrd1.Container": {"Export", "OpenLog", "Attach"},
+    "org.pyctrd1.Image": set(),
+    "org.pyctrd1.Manager": {"ImportImage"},
+}
+
+
+@pytest.mark.parametrize("iface", sorted(CONTRACT))
+async def test_live_annotations(live, iface):
+    found = describe(live[iface], iface)["annotations"]
+    const = {name for (kind, name), a in found.items() if kind == "property"
+             and a.get("org.freedesktop.DBus.Property.EmitsChangedSignal") == "const"}
+    assert CONST[iface] <= const
+    assert not const & {"State", "PID", "ExitCode", "Mounted", "Mountpoint",
+                        "ContainerCount", "ImageCount", "Reference"}
+    fd = {name for (kind, name), a in found.items() if kind == "method"
+          and a.get("org.gtk.GDBus.C.UnixFD") == "true"}
+    assert fd == FD_METHODS[iface]
 
 
 # Members beyond API.md may exist (Container.ResizeTerminal, from issue 3); every

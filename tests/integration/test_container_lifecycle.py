@@ -50,13 +50,13 @@ async def test_full_lifecycle(bus, daemon):
 
     await bus.ctr(path, "Init")
     assert await bus.state(path) == "created"
-    pid = await bus.prop(path, "PID")
-    assert pid > 0
-    assert os.path.exists(f"/proc/{pid}")
+    assert await bus.prop(path, "PID") == 0  # API.md: 0 unless running or paused
 
     await bus.ctr(path, "Start")
     assert await bus.state(path) == "running"
-    assert await bus.prop(path, "PID") == pid
+    pid = await bus.prop(path, "PID")
+    assert pid > 0
+    assert os.path.exists(f"/proc/{pid}")
     started = await bus.prop(path, "StartedTimestamp")
     assert started > 0
 

@@ -285,3 +285,26 @@ async def test_export_to_unwritable_fd(bus):
     assert_one_line(err)
     assert await bus.prop(path, "Mounted") is False
     assert await bus.state(path) == "configured"
+
+
+async def test_mount_label_that_cannot_be_applied_is_invalid_argument(bus):
+    path = await bus.create(["true"])
+    before = await snapshot(bus)
+    err = await bus.fails(bus.ctr(path, "Mount", "s", ["system_u:object_r:container_file_t:s0"]))
+    assert err.type == E + "InvalidArgument"
+    assert "mount_label" in err.text
+    assert_one_line(err)
+    assert await bus.prop(path, "Mounted") is False
+    assert await snapshot(bus) == before
+
+
+async def test_option_values_are_checked_when_the_call_is_made(bus):
+    before = await snapshot(bus)
+    for options, word in (({"cpu_quota": Variant("d", float("nan"))}, "cpu_quota"),
+                          ({"cpu_quota": Variant("d", -1.0)}, "cpu_quota")):
+        err = await bus.fails(bus.manager("CreateContainer", "sasa{sv}",
+                                          ["busybox", ["true"], options]))
+        assert err.type == E + "InvalidArgument"
+        assert word in err.text
+        assert_one_line(err)
+    assert await snapshot(bus) == before

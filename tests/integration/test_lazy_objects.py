@@ -49,10 +49,48 @@ async def test_objects_after_restart_are_there_before_first_use(fresh_daemon, cl
     assert objects[paths[0]][CONTAINER]["State"].value == "configured"
 
 
-async def test_unknown_container_path_is_unknown_object(bus):
+UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+
+
+def calls_on(bus, path: str, iface: str) -> list:
+    """A method, a property read, GetAll and introspection on ``path``."""
+    return [bus.call(path, iface, "Remove", "b", [False]),
+            bus.call(path, PROPERTIES, "Get", "ss", [iface, "Id"]),
+            bus.call(path, PROPERTIES, "GetAll", "s", [iface]),
+            bus.call(path, INTROSPECTABLE, "Introspect")]
+
+
+async def test_unknown_paths_are_unknown_object(bus):
+    for path, iface in (("/org/pyctrd1/container/" + "0" * 64, CONTAINER),
+                        ("/org/pyctrd1/container/nosuch", CONTAINER),
+                        ("/org/pyctrd1/image/" + "0" * 64, "org.pyctrd1.Image"),
+                        ("/org/pyctrd1/nosuch", CONTAINER)):
+        for call in calls_on(bus, path, iface):
+            err = await bus.fails(call)
+            assert err.type == UNKNOWN_OBJECT, (path, err.type, err.text)
+            assert path in err.text
     err = await bus.fails(bus.call("/org/pyctrd1/container/" + "0" * 64, CONTAINER, "Start"))
-    assert err.type in ("org.freedesktop.DBus.Error.UnknownObject",
-                        "org.freedesktop.DBus.Error.UnknownMethod")
+    assert err.type == UNKNOWN_OBJECT
+    # Peer answers on any path, as in sd-bus
+    await bus.call("/org/pyctrd1/nosuch", "org.freedesktop.DBus.Peer", "Ping")
+
+
+async def test_removed_paths_are_unknown_object(bus, make_variant_tar):
+    path = await bus.create(["true"])
+    await bus.get_all(path, CONTAINER)  # exported now
+    await bus.ctr(path, "Remove", "b", [False])
+    for call in calls_on(bus, path, CONTAINER):
+        assert (await bus.fails(call)).type == UNKNOWN_OBJECT
+    err = await bus.fails(bus.ctr(path, "Start"))
+    assert err.type == UNKNOWN_OBJECT
+
+    with open(make_variant_tar("unknown-object"), "rb") as tar:
+        _id, image = await bus.manager("ImportImage", "hs", [0, "variant-unknown-object"],
+                                       [tar.fileno()])
+    await bus.call(image, "org.pyctrd1.Image", "Remove", "b", [False])
+    for call in calls_on(bus, image, "org.pyctrd1.Image"):
+        assert (await bus.fails(call)).type == UNKNOWN_OBJECT
 
 
 async def test_created_and_removed_objects_in_managed_objects(bus):

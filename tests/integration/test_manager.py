@@ -133,6 +133,10 @@ async def test_added_removed_announcements(bus):
     assert await bus.manager_prop("ContainerCount") == before
     assert path not in await managed_objects(bus)
 
+    # only the count that changed is announced
+    counts = [set(c) for c in rec.changes(MANAGER_PATH, iface=MANAGER)]
+    assert counts and all(c == {"ContainerCount"} for c in counts), counts
+
     # announced in order: added before removed
     members = [m.member for m in rec.signals
                if m.member in ("InterfacesAdded", "InterfacesRemoved") and m.body[0] == path]

@@ -238,3 +238,29 @@ def test_only_root_may_own_the_name(env: Env) -> None:
         "interface": "org.freedesktop.DBus", "member": "RequestName", "signature": "su",
         "body": ["org.pyctrd1", 0]})
     assert error_of(result) == ACCESS_DENIED, result
+
+
+async def test_manager_details_name_the_resolved_target(
+        env: Env, polkit: Polkitd, root: Client) -> None:
+    # The same details as the object's own method would send (pyctrd.ops.details):
+    # a rule keyed on container_id or image_id sees them whichever way it is called.
+    path = await root.create(SLEEPER, name="named-target")
+    _name, results = nobody(env, mgr("RemoveContainer", "sb", ["named-target", False]),
+                            mgr("RemoveImage", "sb", ["busybox", False]))
+    assert [error_of(r) for r in results] == [ACCESS_DENIED, ACCESS_DENIED]
+    (container, image) = [details for _s, _a, details, _f in polkit.check_calls()]
+    assert container == {"verb": "RemoveContainer", "container_id": container_id(path),
+                         "container_name": "named-target"}
+    assert image == {"verb": "RemoveImage", "image_id": env.daemon.image_id,
+                     "image_reference": "busybox"}
+    assert await root.state(path) == "configured"
+
+
+async def test_a_removed_path_is_unknown_object_for_everyone(
+        env: Env, polkit: Polkitd, root: Client) -> None:
+    path = await root.create(SLEEPER)
+    await root.ctr(path, "Remove", "b", [False])
+    root.created.remove(path)
+    _name, (result,) = nobody(env, ctr(path, "Start"))
+    assert error_of(result) == "org.freedesktop.DBus.Error.UnknownObject"
+    assert polkit.check_calls() == []

@@ -148,7 +148,11 @@ async def test_new_boot_turns_active_containers_exited_and_they_start_again(
     await bus.ctr(created, "Init")
     mounted = await bus.create(["true"], name="was-mounted")
     await bus.ctr(mounted, "Mount", "s", [""])
-    pids = [await bus.prop(p, "PID") for p in (running, paused, created)]
+    pids = [await bus.prop(p, "PID") for p in (running, paused)]
+    assert 0 not in pids
+    assert await bus.prop(created, "PID") == 0  # API.md: 0 unless running or paused
+    pids += _container_pids(d)  # the created one's runc init too, from its pidfile
+    assert len(set(pids)) == 3
     simulate_reboot(d)
     for pid in pids:
         assert wait_pid_gone(pid, 10)

@@ -35,7 +35,10 @@ async def test_state_sequence_of_one_run(bus):
     created = next(c for c in changes if c.get("State") == "created")
     running = next(c for c in changes if c.get("State") == "running")
     exited = next(c for c in changes if c.get("State") == "exited")
-    assert created["PID"] > 0
+    # PID is 0 unless running or paused (API.md): not runc's init PID in created
+    assert created.get("PID", 0) == 0
+    pids = [c["PID"] for c in changes if "PID" in c]
+    assert pids and pids[0] > 0 and pids[-1] == 0, pids
     assert running["StartedTimestamp"] > 0
     assert exited["ExitCode"] == 3
     assert exited["PID"] == 0

@@ -1,11 +1,13 @@
-"""pyctrd.bus.options.unwrap_options: the wire types of CreateContainer's options."""
+"""CreateContainer's a{sv} as the bus decodes it through the ops option schema."""
+
+import math
 
 import pytest
 from dbus_fast import Variant
 
-from pyctrd.bus.options import OPTION_SIGNATURES, unwrap_options
-from pyctrd.core.config import OPTION_NAMES
+from pyctrd.bus.manager import create_options
 from pyctrd.errors import InvalidArgument
+from pyctrd.ops.options import OPTIONS
 
 GOOD = {
     "name": Variant("s", "web"),
@@ -28,13 +30,9 @@ GOOD = {
 }
 
 
-def test_option_tables_agree_with_core():
-    assert set(OPTION_SIGNATURES) == set(OPTION_NAMES)
-
-
 def test_contract_signatures():
     # API.md, CreateContainer
-    assert OPTION_SIGNATURES == {
+    assert {name: o.signatures for name, o in OPTIONS.items()} == {
         "name": ("s",), "labels": ("a{ss}",), "annotations": ("a{ss}",), "env": ("as",),
         "workdir": ("s",), "user": ("s",), "hostname": ("s",), "terminal": ("b",),
         "stdin": ("b",), "stop_signal": ("s", "u"), "stop_timeout": ("u",),
@@ -43,8 +41,12 @@ def test_contract_signatures():
     }
 
 
-def test_all_good_options_unwrap():
-    plain = unwrap_options(GOOD)
+def test_good_options_cover_the_schema():
+    assert set(GOOD) == set(OPTIONS)
+
+
+def test_all_good_options_decode():
+    plain = create_options(GOOD)
     assert plain == {
         "name": "web", "labels": {"a": "b"}, "annotations": {"c": "d"},
         "env": ["A=1", "B=2"], "workdir": "/srv", "user": "1000:1000", "hostname": "box",
@@ -57,16 +59,16 @@ def test_all_good_options_unwrap():
 
 
 def test_empty():
-    assert unwrap_options({}) == {}
+    assert create_options({}) == {}
 
 
 def test_stop_signal_as_number():
-    assert unwrap_options({"stop_signal": Variant("u", 9)}) == {"stop_signal": 9}
+    assert create_options({"stop_signal": Variant("u", 9)}) == {"stop_signal": 9}
 
 
 def test_unknown_key():
     with pytest.raises(InvalidArgument) as info:
-        unwrap_options({"name": Variant("s", "x"), "colour": Variant("s", "red")})
+        create_options({"name": Variant("s", "x"), "colour": Variant("s", "red")})
     assert "'colour'" in str(info.value)
     assert "name" in str(info.value)  # lists known options
 
@@ -87,8 +89,25 @@ def test_unknown_key():
 ])
 def test_wrong_signature(key, variant, expected):
     with pytest.raises(InvalidArgument) as info:
-        unwrap_options({key: variant})
+        create_options({key: variant})
     message = str(info.value)
     assert repr(key) in message
     assert expected in message
     assert variant.signature in message
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, -0.5])
+def test_cpu_quota_must_be_finite_and_not_negative(value):
+    with pytest.raises(InvalidArgument) as info:
+        create_options({"cpu_quota": Variant("d", value)})
+    assert "cpu_quota" in str(info.value)
+
+
+def test_values_beyond_the_wire_type_are_out_of_range():
+    # A Variant checks nothing when built; a value beyond its type never decodes.
+    for key, signature, value in (("stop_timeout", "u", 1 << 32),
+                                  ("memory_limit", "t", 1 << 64),
+                                  ("pids_limit", "t", -1)):
+        with pytest.raises(InvalidArgument) as info:
+            create_options({key: Variant(signature, value, verify=False)})
+        assert "out of range" in str(info.value), key

@@ -1,21 +1,24 @@
-"""pyctrd.bus.props: the property tables against API.md."""
+"""The property tables (pyctrd.ops.properties) against API.md, as the bus serves them."""
 
+from dataclasses import fields
 from types import SimpleNamespace
 
 import pytest
 
-from pyctrd.bus.props import (
-    CONTAINER_PROPERTIES,
-    IMAGE_PROPERTIES,
-    STATUS_TO_PROPERTIES,
-    changed_properties,
-    image_variants,
-    variants,
-)
+from pyctrd.bus.container import ContainerObject
+from pyctrd.bus.image import ImageObject
+from pyctrd.bus.manager import ManagerObject
+from pyctrd.bus.props import EMITS_CHANGED, variants
 from pyctrd.core.config import ContainerConfig
 from pyctrd.core.container import ContainerStatus
 from pyctrd.core.image import Image
 from pyctrd.core.state import State
+from pyctrd.ops.properties import (
+    CONTAINER_PROPERTIES,
+    IMAGE_PROPERTIES,
+    MANAGER_PROPERTIES,
+    changed,
+)
 
 # API.md, org.pyctrd1.Container properties
 API_CONTAINER = {
@@ -31,16 +34,49 @@ API_IMAGE = {
     "Layers": "as", "Entrypoint": "as", "Cmd": "as", "Env": "as", "WorkingDir": "s",
     "User": "s",
 }
+API_MANAGER = {"Version": "s", "Runtime": "s", "ContainerCount": "u", "ImageCount": "u"}
+# API.md, Additions: "Properties that never change after an object appears".
+API_CONST_CONTAINER = {"Id", "Name", "Image", "ImageId", "Command", "CreatedTimestamp",
+                       "LogPath", "StopSignal", "StopTimeout", "Terminal"}
+
+
+def signatures(table):
+    return {name: row.signature for name, row in table.items()}
 
 
 def test_container_properties_match_api():
     assert len(API_CONTAINER) == 19
-    assert {n: sig for n, (sig, _) in CONTAINER_PROPERTIES.items()} == API_CONTAINER
+    assert signatures(CONTAINER_PROPERTIES) == API_CONTAINER
 
 
 def test_image_properties_match_api():
     assert len(API_IMAGE) == 11
-    assert {n: sig for n, (sig, _) in IMAGE_PROPERTIES.items()} == API_IMAGE
+    assert signatures(IMAGE_PROPERTIES) == API_IMAGE
+
+
+def test_manager_properties_match_api():
+    assert signatures(MANAGER_PROPERTIES) == API_MANAGER
+
+
+def test_const_rows_cover_the_api_list():
+    const = {name for name, row in CONTAINER_PROPERTIES.items() if row.const}
+    assert API_CONST_CONTAINER.issubset(const)
+    # what changes is never const
+    assert not const & {"State", "PID", "ExitCode", "OOMKilled", "Mounted", "Mountpoint",
+                        "StartedTimestamp", "FinishedTimestamp"}
+
+
+@pytest.mark.parametrize(("make", "table"), [
+    (lambda: ContainerObject(None, None), CONTAINER_PROPERTIES),  # type: ignore[arg-type]
+    (lambda: ImageObject(None, None), IMAGE_PROPERTIES),  # type: ignore[arg-type]
+    (lambda: ManagerObject(None), MANAGER_PROPERTIES)])  # type: ignore[arg-type]
+def test_introspection_annotates_exactly_the_const_rows(make, table):
+    props = {p.name: p for p in make().introspect().properties}
+    assert set(props) == set(table)
+    for name, row in table.items():
+        expected = {EMITS_CHANGED: "const"} if row.const else {}
+        assert props[name].annotations == expected, name
+        assert props[name].signature == row.signature
 
 
 def fake_container(**status):
@@ -70,9 +106,10 @@ def test_container_getters_give_values_of_their_signature():
     assert "SECRET=1" not in repr(plain)
 
 
-def test_selected_names():
+def test_selected_rows():
     c = fake_container(state=State.EXITED, exit_code=3)
-    got = variants(CONTAINER_PROPERTIES, c, ["State", "ExitCode"])
+    rows = [CONTAINER_PROPERTIES["State"], CONTAINER_PROPERTIES["ExitCode"]]
+    got = variants(CONTAINER_PROPERTIES, c, rows)
     assert {k: v.value for k, v in got.items()} == {"State": "exited", "ExitCode": 3}
 
 
@@ -80,10 +117,21 @@ def test_image_variants():
     image = Image(id="i" * 64, reference="r", digest="sha256:x", size=5, created=6,
                   layers=["l"], entrypoint=["e"], cmd=["c"], env=["E=1"], workdir="/w",
                   user="u")
-    got = {k: v.value for k, v in image_variants(image).items()}
+    got = {k: v.value for k, v in variants(IMAGE_PROPERTIES, image).items()}
     assert got == {"Id": "i" * 64, "Reference": "r", "Digest": "sha256:x", "Size": 5,
                    "CreatedTimestamp": 6, "Layers": ["l"], "Entrypoint": ["e"],
                    "Cmd": ["c"], "Env": ["E=1"], "WorkingDir": "/w", "User": "u"}
+
+
+def test_manager_variants_read_the_engine():
+    engine = SimpleNamespace(version="1.2", oci_runtime_path="/usr/sbin/runc",
+                             containers={"a": 1, "b": 2}, images={"i": 3})
+    got = {k: v.value for k, v in variants(MANAGER_PROPERTIES, engine).items()}
+    assert got == {"Version": "1.2", "Runtime": "/usr/sbin/runc", "ContainerCount": 2,
+                   "ImageCount": 1}
+    assert [r.name for r in changed(MANAGER_PROPERTIES, ["containers"])] == [
+        "ContainerCount"]
+    assert [r.name for r in changed(MANAGER_PROPERTIES, ["images"])] == ["ImageCount"]
 
 
 @pytest.mark.parametrize(("changes", "expected"), [
@@ -103,14 +151,12 @@ def test_image_variants():
      ["State", "PID", "ExitCode", "FinishedTimestamp"]),
     ({"mountpoint": "", "mounted": False, "user_mounted": False}, ["Mounted", "Mountpoint"]),
 ])
-def test_changed_properties(changes, expected):
-    assert changed_properties(changes) == expected
+def test_changed_rows(changes, expected):
+    assert [row.name for row in changed(CONTAINER_PROPERTIES, changes)] == expected
 
 
-def test_every_status_field_is_mapped_or_internal():
-    from dataclasses import fields
-    internal = {"conmon_pid", "needs_cleanup", "user_mounted", "removing"}
+def test_every_status_field_is_followed_or_internal():
+    internal = {"conmon_pid", "init_pid", "needs_cleanup", "user_mounted", "removing"}
     status_fields = {f.name for f in fields(ContainerStatus)}
-    assert set(STATUS_TO_PROPERTIES) == status_fields - internal
-    for props in STATUS_TO_PROPERTIES.values():
-        assert set(props) <= set(CONTAINER_PROPERTIES)
+    followed = {row.follows for row in CONTAINER_PROPERTIES.values() if not row.const}
+    assert followed == status_fields - internal
