@@ -161,11 +161,8 @@ class BusService:
         self._manager_signal("ImageRemoved", image.id, path)
         self._manager_changed(["images"])
 
-    def image_changed(self, image: Image, names: list[str]) -> None:
-        # The engine names what changed by core field ("reference") or, as it
-        # still does, by property ("Reference"): both mean the rows following it.
-        fields = {IMAGE_PROPERTIES[n].follows if n in IMAGE_PROPERTIES else n for n in names}
-        rows = changed(IMAGE_PROPERTIES, (f for f in fields if f))
+    def image_changed(self, image: Image, fields: list[str]) -> None:
+        rows = changed(IMAGE_PROPERTIES, fields)
         if rows and image.id in self._images:
             path = image_path(image.id)
             self._managed.invalidate(path)

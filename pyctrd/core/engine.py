@@ -37,7 +37,8 @@ class EngineListener(Protocol):
     def container_changed(self, container: Container, changes: dict[str, Any]) -> None: ...
     def image_added(self, image: Image) -> None: ...
     def image_removed(self, image: Image) -> None: ...
-    def image_changed(self, image: Image, names: list[str]) -> None: ...
+    def image_changed(self, image: Image, fields: list[str]) -> None:
+        """``fields``: the Image attributes that changed, e.g. ["reference"]."""
 
 
 class Listeners:
@@ -77,8 +78,8 @@ class Listeners:
     def image_removed(self, image: Image) -> None:
         self._each("image_removed", image)
 
-    def image_changed(self, image: Image, names: list[str]) -> None:
-        self._each("image_changed", image, names)
+    def image_changed(self, image: Image, fields: list[str]) -> None:
+        self._each("image_changed", image, fields)
 
 
 class Engine:

@@ -26,7 +26,8 @@ REFERENCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$")
 class ImageListener(Protocol):
     def image_added(self, image: Image) -> None: ...
     def image_removed(self, image: Image) -> None: ...
-    def image_changed(self, image: Image, names: list[str]) -> None: ...
+    def image_changed(self, image: Image, fields: list[str]) -> None:
+        """``fields``: the Image attributes that changed, e.g. ["reference"]."""
 
 
 class ImageCatalogue:
@@ -111,7 +112,7 @@ class ImageCatalogue:
         image.references = [r for r in image.references if r != named]
         image.reference = image.references[0]
         self.store.add_image(image.id, image.to_record())
-        self.listener.image_changed(image, ["Reference"])
+        self.listener.image_changed(image, ["reference"])
         return None
 
     async def delete(self, image: Image) -> None:
@@ -137,7 +138,7 @@ class ImageCatalogue:
             image.reference = primary
             self.store.add_image(image.id, image.to_record())
             if changed:
-                self.listener.image_changed(image, ["Reference"])
+                self.listener.image_changed(image, ["reference"])
 
     def _set_reference(self, image: Image, reference: str) -> None:
         """Give ``image`` the reference too, as its primary one."""
@@ -146,7 +147,7 @@ class ImageCatalogue:
         image.references = [reference, *(r for r in image.references if r != reference)]
         image.reference = reference
         self.store.add_image(image.id, image.to_record())
-        self.listener.image_changed(image, ["Reference"])
+        self.listener.image_changed(image, ["reference"])
 
 
 def unique_prefix(prefix: str, items: dict[str, Any], kind: str) -> str | None:

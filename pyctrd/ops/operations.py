@@ -22,7 +22,7 @@ from pyctrd.core.container import Container
 from pyctrd.core.engine import Engine
 from pyctrd.core.image import Image
 from pyctrd.core.unixsignals import parse_signal
-from pyctrd.errors import NoSuchContainer, PyctrdError
+from pyctrd.errors import PyctrdError
 
 INSPECT = "org.pyctrd1.container.inspect"
 ATTACH = "org.pyctrd1.container.attach"
@@ -143,14 +143,12 @@ class Operations:
 
     async def stop(self, container: Container, timeout: int | None) -> None:
         """``timeout`` None: the container's own stop timeout."""
-        await container.stop(container.config.stop_timeout if timeout is None else timeout)
+        await container.stop(timeout)
 
     async def kill(self, container: Container, signal: str) -> None:
         await container.kill(parse_signal(signal))
 
     def inspect(self, container: Container) -> dict[str, Any]:
-        if container.removed:
-            raise NoSuchContainer(f"container {container.name} has been removed")
         return container.inspect()
 
     def inspect_json(self, container: Container) -> str:

@@ -95,9 +95,9 @@ class Watchers:
     def image_removed(self, image: Image) -> None:
         self._images(EventKind.removed, image)
 
-    def image_changed(self, image: Image, names: list[str]) -> None:
-        if self.images and (fields := image_changed_fields(names)):
-            self._images(EventKind.changed, image, fields)
+    def image_changed(self, image: Image, fields: list[str]) -> None:
+        if self.images and (changed_info := image_changed_fields(fields)):
+            self._images(EventKind.changed, image, changed_info)
 
 
 def changed_fields(changes: dict[str, Any]) -> list[str]:
@@ -105,8 +105,6 @@ def changed_fields(changes: dict[str, Any]) -> list[str]:
     return [row.field for row in changed(CONTAINER_PROPERTIES, changes)]
 
 
-def image_changed_fields(names: list[str]) -> list[str]:
-    """The ImageInfo fields an image change touched. The engine names what changed
-    by property ("Reference") or by core field ("reference"); both are understood."""
-    fields = {IMAGE_PROPERTIES[n].follows if n in IMAGE_PROPERTIES else n for n in names}
-    return [row.field for row in changed(IMAGE_PROPERTIES, (f for f in fields if f))]
+def image_changed_fields(fields: list[str]) -> list[str]:
+    """The ImageInfo fields a change of the image's ``fields`` touched."""
+    return [row.field for row in changed(IMAGE_PROPERTIES, fields)]

