@@ -49,6 +49,7 @@ class ContainerConfig:
     network: str = "none"
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    no_new_privileges: bool = False
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +119,7 @@ def build_config(image: Image, image_root: Path | Sequence[Path], command: list[
         network=network,
         labels=labels,
         annotations=dict(options.get("annotations", {})),
+        no_new_privileges=options.get("no_new_privileges", False),
     )
 
 

@@ -404,6 +404,7 @@ class Container:
             network_host=cfg.network == "host", mounts=cfg.mounts,
             memory_limit=cfg.memory_limit, cpu_quota=cfg.cpu_quota,
             pids_limit=cfg.pids_limit, annotations=cfg.annotations,
+            no_new_privileges=cfg.no_new_privileges,
         ))
         _write_atomic(bundle / "config.json", json.dumps(spec).encode())
         env.monitor.clear_exit(env.layout.exit_file(self.id), bundle)

@@ -42,6 +42,7 @@ class SpecInput:
     cpu_quota: float = 0.0
     pids_limit: int = 0
     annotations: dict[str, str] = field(default_factory=dict)
+    no_new_privileges: bool = False
 
 
 def build_spec(inp: SpecInput) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
             "cwd": inp.cwd or "/",
             "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": False,
+            "noNewPrivileges": inp.no_new_privileges,
         },
         "root": {"path": str(inp.rootfs), "readonly": inp.read_only},
         "hostname": inp.hostname,

@@ -78,6 +78,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            _finite_non_negative("cpu_quota")),
     Option("pids_limit", ("t",), "most processes at once (0: no limit)"),
     Option("network", ("s",), "\"none\" (the default) or \"host\""),
+    Option("no_new_privileges", ("b",), "set the no_new_privs bit: setuid and file "
+           "capabilities gain the process nothing"),
 )}
 
 # What an integer of each D-Bus type may hold; a Varlink int has no such bound.

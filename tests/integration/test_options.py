@@ -61,6 +61,15 @@ async def test_read_only_rootfs(bus):
     assert code == 0
 
 
+@pytest.mark.parametrize("no_new_privileges,expected", [(True, "1"), (False, "0")])
+async def test_no_new_privileges_sets_the_bit(bus, no_new_privileges, expected):
+    path, code = await run_to_exit(
+        bus, ["sh", "-c", "grep NoNewPrivs: /proc/self/status > /status"],
+        no_new_privileges=no_new_privileges)
+    assert code == 0
+    assert (await read_file(bus, path, "/status")).split() == ["NoNewPrivs:", expected]
+
+
 async def test_bind_mounts(bus, tmp_path):
     rw = tmp_path / "rw"
     ro = tmp_path / "ro"

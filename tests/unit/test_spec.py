@@ -71,6 +71,11 @@ def test_network_namespace():
     assert {"pid", "ipc", "uts", "mount"} <= set(host)
 
 
+def test_no_new_privileges():
+    assert build_spec(spec_input())["process"]["noNewPrivileges"] is False
+    assert build_spec(spec_input(no_new_privileges=True))["process"]["noNewPrivileges"] is True
+
+
 def test_read_only_root():
     assert build_spec(spec_input(read_only=True))["root"]["readonly"] is True
 
