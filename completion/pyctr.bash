@@ -52,11 +52,12 @@ _pyctr() {
     case $verb in
         create|run)
             flags="--name -e --env -w --workdir -u --user --hostname -l --label -v --volume
-                -m --memory --cpus --pids-limit --network --read-only --stop-signal
-                --stop-timeout -t --tty -i --interactive --entrypoint"
+                -m --memory --cpus --pids-limit --network --read-only --security-opt
+                --stop-signal --stop-timeout -t --tty -i --interactive --entrypoint"
             [[ $verb == run ]] && flags+=" -d --detach --rm --detach-keys"
             case $prev in
                 --network) mapfile -t COMPREPLY < <(compgen -W "none host" -- "$cur"); return ;;
+                --security-opt) mapfile -t COMPREPLY < <(compgen -W "no-new-privileges" -- "$cur"); return ;;
                 -v|--volume) compopt -o nospace 2>/dev/null
                     mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;
                 --stop-signal) mapfile -t COMPREPLY < <(compgen -W "SIGTERM SIGINT SIGQUIT

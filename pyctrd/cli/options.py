@@ -144,6 +144,7 @@ FLAG_OPTIONS: dict[str, str] = {
     "cpus": "cpu_quota", "pids_limit": "pids_limit", "network": "network",
     "read_only": "read_only", "stop_signal": "stop_signal", "stop_timeout": "stop_timeout",
     "tty": "terminal", "interactive": "stdin",
+    "security-opt no-new-privileges": "no_new_privileges",
 }
 
 
@@ -185,6 +186,22 @@ def flag_values(args: argparse.Namespace,
         given["tty"] = True
     if args.interactive:
         given["interactive"] = True
+    given.update(parse_security_opts(args.security_opt))
+    return given
+
+
+def parse_security_opts(items: list[str]) -> dict[str, Any]:
+    """--security-opt as podman takes it: "no-new-privileges" or "...=true|false".
+    Keyed as in FLAG_OPTIONS ("security-opt <name>")."""
+    given: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if name != "no-new-privileges":
+            raise CliError(f"unsupported --security-opt {item!r}: pyctr knows "
+                           "no-new-privileges")
+        if sep and value not in ("true", "false"):
+            raise CliError(f"invalid --security-opt {item!r}: give true or false")
+        given[f"security-opt {name}"] = value != "false"
     return given
 
 

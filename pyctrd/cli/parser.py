@@ -48,6 +48,8 @@ def _container_flags(p: argparse.ArgumentParser) -> None:
                    help="none (the default: a network namespace of its own) or host")
     p.add_argument("--read-only", action="store_true",
                    help="mount the root filesystem read-only")
+    p.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                   help="security option: no-new-privileges[=true|false] (repeatable)")
     p.add_argument("--stop-signal", metavar="SIGNAL",
                    help="signal that stop sends first (default SIGTERM)")
     p.add_argument("--stop-timeout", type=int, metavar="SECONDS",

@@ -124,14 +124,15 @@ def test_every_flag_maps_to_an_option_the_daemon_accepts() -> None:
     args = _args("--name", "web", "-e", "A=1", "-e", "HOME", "-w", "/srv", "-u", "1000:1000",
                  "--hostname", "box", "-l", "a=b", "-v", "/src:/dst:ro", "--memory", "512m",
                  "--cpus", "0.5", "--pids-limit", "64", "--network", "host", "--read-only",
-                 "--stop-signal", "SIGINT", "--stop-timeout", "5", "-t", "-i", "busybox")
+                 "--stop-signal", "SIGINT", "--stop-timeout", "5", "-t", "-i",
+                 "--security-opt", "no-new-privileges", "busybox")
     options = create_options(args, environ={"HOME": "/root"})
     assert decode_dbus({k: (v.signature, v.value) for k, v in options.items()}) == {
         "name": "web", "env": ["A=1", "HOME=/root"], "workdir": "/srv", "user": "1000:1000",
         "hostname": "box", "labels": {"a": "b"}, "mounts": [("/src", "/dst", "ro")],
         "memory_limit": 512 * MiB, "cpu_quota": 0.5, "pids_limit": 64, "network": "host",
         "read_only": True, "stop_signal": "SIGINT", "stop_timeout": 5, "terminal": True,
-        "stdin": True,
+        "stdin": True, "no_new_privileges": True,
     }
     # every option but these has a flag; a new option gets one or joins the list
     assert set(options) == set(OPTIONS) - {"annotations"}
@@ -142,7 +143,23 @@ def test_flags_map_only_to_options_the_schema_declares() -> None:
     unknown = {dest: key for dest, key in FLAG_OPTIONS.items() if key not in OPTIONS}
     assert not unknown, f"flags mapped to options pyctrd.ops.options does not declare: {unknown}"
     given = vars(_args("busybox"))
-    assert set(FLAG_OPTIONS) <= set(given), "FLAG_OPTIONS names a flag `run` does not have"
+    # "security-opt <name>" keys come from the one --security-opt flag
+    flags = {key.split(" ")[0].replace("-", "_") for key in FLAG_OPTIONS}
+    assert flags <= set(given), "FLAG_OPTIONS names a flag `run` does not have"
+
+
+@pytest.mark.parametrize("given,expected", [
+    (["no-new-privileges"], True), (["no-new-privileges=true"], True),
+    (["no-new-privileges=false"], False)])
+def test_security_opt_no_new_privileges(given: list[str], expected: bool) -> None:
+    args = _args(*[a for g in given for a in ("--security-opt", g)], "busybox")
+    assert create_options(args)["no_new_privileges"].value is expected
+
+
+@pytest.mark.parametrize("bad", ["seccomp=nosuch", "no-new-privileges=yes", "label=x"])
+def test_security_opt_refuses_what_it_does_not_know(bad: str) -> None:
+    with pytest.raises(CliError, match="security-opt"):
+        create_options(_args("--security-opt", bad, "busybox"))
 
 
 def test_a_flag_for_an_undeclared_option_fails(monkeypatch: pytest.MonkeyPatch) -> None:
