@@ -24,7 +24,7 @@ from dbus_fast.aio import MessageBus
 from pyctrd.bus.errors import to_dbus_error
 from pyctrd.ops.authority import Authority, Caller, bus_name_subject, unidentified
 from pyctrd.ops.names import CONTAINER_IFACE, IMAGE_IFACE, MANAGER_IFACE
-from pyctrd.ops.operations import CONTAINER_OPS, IMAGE_OPS, MANAGER_OPS, Operation
+from pyctrd.ops.operations import CONTAINER_OPS, IMAGE_OPS, MANAGER_OPS, Check, Operation
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def operation_of(interface: str, member: str) -> Operation:
 class Guarded(Protocol):
     """A bus object whose guarded methods say what polkit rules may see."""
 
-    def call_details(self, operation: Operation, body: list[Any]) -> dict[str, str]: ...
+    def call_check(self, operation: Operation, body: list[Any]) -> Check: ...
 
 
 class CallGuard:
@@ -91,7 +91,7 @@ class CallGuard:
                    msg: Message, send_reply: Any,
                    previous: asyncio.Task[None] | None) -> None:
         try:
-            await self.authorize(msg, operation, obj.call_details(operation, list(msg.body)))
+            await self.authorize(msg, operation, obj.call_check(operation, list(msg.body)))
         except Exception as err:  # refused, or could not be decided: fail closed
             for fd in msg.unix_fds:  # the handler that would own them never runs
                 with contextlib.suppress(OSError):
@@ -107,8 +107,7 @@ class CallGuard:
         except Exception:
             log.exception("dispatching %s failed", operation.verb)
 
-    async def authorize(self, msg: Message, operation: Operation,
-                        details: dict[str, str]) -> None:
+    async def authorize(self, msg: Message, operation: Operation, call: Check) -> None:
         """Return if the sender of ``msg`` may run ``operation``; raise if not."""
         assert operation.action is not None
         sender = msg.sender or ""
@@ -117,7 +116,7 @@ class CallGuard:
             raise unidentified(operation.verb, operation.action)
         interactive = bool(msg.flags & MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION)
         caller = Caller(uid, bus_name_subject(sender), interactive)
-        await self._authority.authorize(caller, operation.action, details)
+        await self._authority.authorize_all(caller, call.actions, call.details)
 
     async def _caller_uid(self, sender: str) -> int | None:
         uid = self._uids.get(sender)

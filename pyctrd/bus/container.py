@@ -11,7 +11,7 @@ from pyctrd.bus.props import add_readonly_properties, annotate_fd_methods, name_
 from pyctrd.core.container import Container
 from pyctrd.errors import InvalidArgument
 from pyctrd.ops.names import CONTAINER_IFACE
-from pyctrd.ops.operations import Operation, Operations, details
+from pyctrd.ops.operations import Check, Operation, Operations, check
 from pyctrd.ops.properties import CONTAINER_PROPERTIES
 
 
@@ -23,8 +23,8 @@ class ContainerObject(ServiceInterface):
         self.container = container
         self.operations = operations
 
-    def call_details(self, operation: Operation, body: list[Any]) -> dict[str, str]:
-        return details(operation, self.container)
+    def call_check(self, operation: Operation, body: list[Any]) -> Check:
+        return check(operation, self.container)
 
     @method()
     @translate_errors

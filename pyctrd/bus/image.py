@@ -8,7 +8,7 @@ from pyctrd.bus.errors import translate_errors
 from pyctrd.bus.props import add_readonly_properties, annotate_fd_methods
 from pyctrd.core.image import Image
 from pyctrd.ops.names import IMAGE_IFACE
-from pyctrd.ops.operations import Operation, Operations, details
+from pyctrd.ops.operations import Check, Operation, Operations, check
 from pyctrd.ops.properties import IMAGE_PROPERTIES
 
 
@@ -20,8 +20,8 @@ class ImageObject(ServiceInterface):
         self.image = image
         self.operations = operations
 
-    def call_details(self, operation: Operation, body: list[Any]) -> dict[str, str]:
-        return details(operation, self.image)
+    def call_check(self, operation: Operation, body: list[Any]) -> Check:
+        return check(operation, self.image)
 
     @method()
     @translate_errors

@@ -11,7 +11,7 @@ from pyctrd.bus.errors import translate_errors
 from pyctrd.bus.props import add_readonly_properties, annotate_fd_methods, name_out_args
 from pyctrd.errors import PyctrdError
 from pyctrd.ops.names import MANAGER_IFACE, container_path, image_path
-from pyctrd.ops.operations import Operation, Operations, Target, details
+from pyctrd.ops.operations import Check, Operation, Operations, Target, check
 from pyctrd.ops.options import decode_dbus
 from pyctrd.ops.properties import MANAGER_PROPERTIES
 
@@ -29,17 +29,17 @@ class ManagerObject(ServiceInterface):
         super().__init__(self.interface)
         self.operations = operations
 
-    def call_details(self, operation: Operation, body: list[Any]) -> dict[str, str]:
-        """Details of a Manager call: its first argument names the target."""
+    def call_check(self, operation: Operation, body: list[Any]) -> Check:
+        """The polkit check of a Manager call: its first argument names the target."""
         if operation.target is Target.NONE:
-            return details(operation, None)
+            return check(operation, None)
         given = str(body[0])
         options: dict[str, Any] = {}
         if operation.target is Target.NEW_CONTAINER:
             # Options that do not decode are the handler's to refuse, once allowed.
             with contextlib.suppress(PyctrdError):
                 options = create_options(body[2])
-        return details(operation, self.operations.target(operation, given), given, options)
+        return check(operation, self.operations.target(operation, given), given, options)
 
     @method()
     @translate_errors

@@ -60,6 +60,12 @@ class Authority:
     def __init__(self, polkit: PolkitChecker) -> None:
         self._polkit = polkit
 
+    async def authorize_all(self, caller: Caller, actions: tuple[str, ...],
+                            details: dict[str, str]) -> None:
+        """``authorize`` for each action in turn: all must allow."""
+        for action in actions:
+            await self.authorize(caller, action, details)
+
     async def authorize(self, caller: Caller, action: str, details: dict[str, str]) -> None:
         """Return if ``caller`` may do ``action``; AccessDenied or
         InteractiveAuthorizationRequired if not."""

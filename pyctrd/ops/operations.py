@@ -30,6 +30,8 @@ MANAGE = "org.pyctrd1.container.manage"
 CREATE = "org.pyctrd1.container.create"
 MOUNT = "org.pyctrd1.container.mount"
 IMAGE_MANAGE = "org.pyctrd1.image.manage"
+# Asked besides CREATE when a new container would reach the host (API.md).
+CREATE_PRIVILEGED = "org.pyctrd1.container.create-privileged"
 
 
 class Target(Enum):
@@ -86,6 +88,36 @@ def details(operation: Operation, target: Container | Image | None,
         if isinstance(name, str):
             found["container_name"] = name
     return found
+
+
+def privileged_requests(options: Mapping[str, Any]) -> list[str]:
+    """What in CreateContainer's checked ``options`` reaches the host, so that the
+    caller needs org.pyctrd1.container.create-privileged too; [] if nothing."""
+    found = []
+    if options.get("mounts"):
+        found.append("host mounts")
+    if options.get("network") == "host":
+        found.append("the host's network")
+    return found
+
+
+@dataclass(frozen=True)
+class Check:
+    """What one call needs of polkit: each of ``actions`` (in order, all must
+    allow), with the same ``details``."""
+
+    actions: tuple[str, ...]
+    details: dict[str, str]
+
+
+def check(operation: Operation, target: Container | Image | None, given: str = "",
+          options: Mapping[str, Any] | None = None) -> Check:
+    """The polkit check for a call of ``operation`` (one with an action)."""
+    assert operation.action is not None
+    actions = [operation.action]
+    if operation.target is Target.NEW_CONTAINER and privileged_requests(options or {}):
+        actions.append(CREATE_PRIVILEGED)
+    return Check(tuple(actions), details(operation, target, given, options))
 
 
 class Operations:

@@ -23,10 +23,11 @@ from pyctrd.ops.operations import (
     CONTAINER_OPS,
     MANAGER_OPS,
     WATCH,
+    Check,
     Operation,
     Operations,
     Target,
-    details,
+    check,
 )
 from pyctrd.ops.options import CreateOptions, decode_varlink
 from pyctrd.varlink.peer import Peer
@@ -84,18 +85,18 @@ def caller_of(peer: Peer, operation: Operation) -> Caller:
                   interactive=False, challenge_hint=CHALLENGE_HINT)
 
 
-def details_for(operations: Operations, operation: Operation,
-                params: dict[str, Any]) -> dict[str, str]:
-    """What polkit rules may look at, as D-Bus sends it for the same operation,
+def check_for(operations: Operations, operation: Operation, params: dict[str, Any]) -> Check:
+    """The polkit check, as D-Bus makes it for the same operation: actions and
+    what polkit rules may look at,
     from the call's raw parameters (asyncvarlink checks them once authorized;
     a value of the wrong type names nothing here)."""
     given = params.get(TARGET_PARAMETER.get(operation.target, ""))
     if not isinstance(given, str):
-        return details(operation, None)
+        return check(operation, None)
     options: dict[str, Any] | None = None
     if operation.target is Target.NEW_CONTAINER:
         options = create_options(params.get("options"))
-    return details(operation, operations.target(operation, given), given, options)
+    return check(operation, operations.target(operation, given), given, options)
 
 
 def create_options(raw: Any) -> dict[str, Any] | None:

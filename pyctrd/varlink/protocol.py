@@ -33,7 +33,7 @@ from asyncvarlink.serviceerrors import InterfaceNotFound
 
 from pyctrd.ops.authority import Authority
 from pyctrd.ops.operations import Operation, Operations
-from pyctrd.varlink.authz import UnknownMethod, caller_of, details_for, operation_of
+from pyctrd.varlink.authz import UnknownMethod, caller_of, check_for, operation_of
 from pyctrd.varlink.errors import ErrorSet
 from pyctrd.varlink.peer import Peer
 
@@ -90,8 +90,8 @@ class Connection(VarlinkInterfaceServerProtocol):
         errors = self.errors_of(call.method_interface)
         with errors.translated():
             caller = caller_of(self.peer, operation)
-            details = details_for(self._operations, operation, call.parameters)
-            await self._authority.authorize(caller, operation.action, details)
+            needed = check_for(self._operations, operation, call.parameters)
+            await self._authority.authorize_all(caller, needed.actions, needed.details)
         dispatched = super().call_received(call, fds)
         if dispatched is not None:
             await dispatched

@@ -17,7 +17,7 @@ import pytest
 from conftest import PYCTRD, REPO
 
 from pyctrd import settings
-from pyctrd.ops.operations import CONTAINER_OPS, IMAGE_OPS, MANAGER_OPS
+from pyctrd.ops.operations import CONTAINER_OPS, CREATE_PRIVILEGED, IMAGE_OPS, MANAGER_OPS
 
 # shared/API.md's polkit table: action → (allow_any, allow_inactive, allow_active)
 POLKIT_DEFAULTS = {
@@ -25,6 +25,7 @@ POLKIT_DEFAULTS = {
     "org.pyctrd1.container.attach": ("auth_admin", "auth_admin", "auth_admin"),
     "org.pyctrd1.container.manage": ("auth_admin", "auth_admin", "auth_admin_keep"),
     "org.pyctrd1.container.create": ("auth_admin", "auth_admin", "auth_admin_keep"),
+    "org.pyctrd1.container.create-privileged": ("auth_admin", "auth_admin", "auth_admin"),
     "org.pyctrd1.container.mount": ("auth_admin", "auth_admin", "auth_admin"),
     "org.pyctrd1.image.manage": ("auth_admin", "auth_admin", "auth_admin_keep"),
 }
@@ -148,7 +149,7 @@ def test_polkit_actions_match_the_api(usr: Path) -> None:
     assert found == POLKIT_DEFAULTS
     # and exactly the actions the daemon asks for
     assert {op.action for ops in (MANAGER_OPS, CONTAINER_OPS, IMAGE_OPS)
-            for op in ops.values() if op.action} == set(found)
+            for op in ops.values() if op.action} | {CREATE_PRIVILEGED} == set(found)
 
 
 def test_interface_xml_parses(usr: Path) -> None:

@@ -34,6 +34,7 @@ ALL_ACTIONS = [
     "org.pyctrd1.container.inspect", "org.pyctrd1.container.attach",
     "org.pyctrd1.container.manage", "org.pyctrd1.container.create",
     "org.pyctrd1.container.mount", "org.pyctrd1.image.manage",
+    "org.pyctrd1.container.create-privileged",
 ]
 SLEEPER = ["sleep", "1000"]
 
@@ -182,6 +183,29 @@ async def test_denied_create_adds_no_container(env: Env, polkit: Polkitd, root: 
     assert "reply" in created, created
     root.created.append(created["reply"][0])  # removed by the root client at the end
     assert await root.prop(created["reply"][0], "Name") == "by-nobody"
+
+
+@pytest.mark.parametrize("option,value", [
+    ("network", {"variant": ["s", "host"]}),
+    ("mounts", {"variant": ["a(sss)", [["/", "/host", ""]]]}),
+])
+async def test_create_reaching_the_host_needs_create_privileged(
+        env: Env, polkit: Polkitd, root: Client, option: str, value: Any) -> None:
+    (before,) = await root.manager("ListContainers")
+    create = mgr("CreateContainer", "sasa{sv}", ["busybox", SLEEPER, {option: value}])
+    polkit.set_allowed(["org.pyctrd1.container.create"])
+    _name, (denied,) = nobody(env, create)
+    assert error_of(denied) == ACCESS_DENIED, denied
+    assert "org.pyctrd1.container.create-privileged" in denied["message"]
+    assert (await root.manager("ListContainers")) == [before]
+    asked = [action for _subject, action, _details, _flags in polkit.check_calls()]
+    assert asked == ["org.pyctrd1.container.create", "org.pyctrd1.container.create-privileged"]
+
+    polkit.set_allowed(["org.pyctrd1.container.create",
+                        "org.pyctrd1.container.create-privileged"])
+    _name, (created,) = nobody(env, create)
+    assert "reply" in created, created
+    root.created.append(created["reply"][0])
 
 
 async def test_root_is_allowed_without_asking_polkit(

@@ -16,7 +16,7 @@ from pyctrd.core.container import Container, ContainerStatus
 from pyctrd.core.image import Image
 from pyctrd.errors import NoSuchImage
 from pyctrd.ops.authority import Authority, Decision, Verdict
-from pyctrd.ops.operations import CONTAINER_OPS, MANAGE, MANAGER_OPS, Operations
+from pyctrd.ops.operations import CONTAINER_OPS, MANAGE, MANAGER_OPS, Check, Operations
 
 ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 INTERACTIVE = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
@@ -51,8 +51,8 @@ class Polkit:
 
 
 class Obj:
-    def call_details(self, operation, body):
-        return {"verb": operation.verb, "container_id": "c" * 64}
+    def call_check(self, operation, body):
+        return Check((operation.action,), {"verb": operation.verb, "container_id": "c" * 64})
 
 
 def call(member: str, flags: MessageFlag = MessageFlag.NONE, **extra: Any) -> Message:
@@ -159,13 +159,27 @@ class Engine:
 
 def manager_details(member: str, body: list[Any]) -> dict[str, str]:
     manager = ManagerObject(Operations(Engine()))  # type: ignore[arg-type]
-    return manager.call_details(MANAGER_OPS[member], body)
+    return manager.call_check(MANAGER_OPS[member], body).details
 
 
 def test_create_details_name_the_image_and_the_container():
     assert manager_details("CreateContainer", [
         "busybox", ["true"], {"name": Variant("s", "web")}]) == {
         "verb": "CreateContainer", "image": "busybox", "container_name": "web"}
+
+
+def manager_actions(member: str, body: list[Any]) -> tuple[str, ...]:
+    manager = ManagerObject(Operations(Engine()))  # type: ignore[arg-type]
+    return manager.call_check(MANAGER_OPS[member], body).actions
+
+
+def test_create_reaching_the_host_also_needs_create_privileged():
+    plain = manager_actions("CreateContainer", ["busybox", ["true"], {}])
+    assert plain == ("org.pyctrd1.container.create",)
+    for option in ({"network": Variant("s", "host")},
+                   {"mounts": Variant("a(sss)", [["/", "/host", ""]])}):
+        assert manager_actions("CreateContainer", ["busybox", ["true"], option]) == (
+            "org.pyctrd1.container.create", "org.pyctrd1.container.create-privileged")
 
 
 def test_create_details_with_options_that_do_not_decode():
@@ -186,5 +200,5 @@ def test_object_details():
     container = Container(SimpleNamespace(id="c" * 64, name="web"),  # type: ignore[arg-type]
                           ContainerStatus(), None)  # type: ignore[arg-type]
     obj = ContainerObject(container, None)  # type: ignore[arg-type]
-    assert obj.call_details(CONTAINER_OPS["Kill"], ["SIGTERM"]) == {
+    assert obj.call_check(CONTAINER_OPS["Kill"], ["SIGTERM"]).details == {
         "verb": "Kill", "container_id": "c" * 64, "container_name": "web"}

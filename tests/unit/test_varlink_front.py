@@ -41,8 +41,8 @@ from pyctrd.varlink.authz import (
     METHODS,
     UnknownMethod,
     caller_of,
+    check_for,
     create_options,
-    details_for,
     operation_of,
 )
 from pyctrd.varlink.container import ContainerVarlink
@@ -181,20 +181,20 @@ def test_image_remove_sends_remove_images_details() -> None:
     ops: Any = _FakeOperations(BUSYBOX)
     remove = METHODS[IMAGE]["Remove"]
     assert remove.action == IMAGE_MANAGE
-    sent = details_for(ops, remove, {"reference": "busybox:latest", "force": False})
+    sent = check_for(ops, remove, {"reference": "busybox:latest", "force": False}).details
     assert sent == {"verb": "RemoveImage", "image_id": BUSYBOX.id,
                     "image_reference": "busybox:latest"}
     # exactly what D-Bus RemoveImage sends for the same image
     assert sent == details(MANAGER_OPS["RemoveImage"], BUSYBOX)
-    assert details_for(ops, remove, {"reference": "nosuch"}) == {"verb": "RemoveImage"}
-    assert details_for(ops, remove, {"reference": 42}) == {"verb": "RemoveImage"}
+    assert check_for(ops, remove, {"reference": "nosuch"}).details == {"verb": "RemoveImage"}
+    assert check_for(ops, remove, {"reference": 42}).details == {"verb": "RemoveImage"}
 
 
 def test_create_details_come_from_the_checked_options() -> None:
     ops: Any = _FakeOperations(BUSYBOX)
     create = METHODS[CONTAINER]["Create"]
-    sent = details_for(ops, create, {"image": "busybox:latest", "command": [],
-                                     "options": {"name": "web", "stop_timeout": 3}})
+    sent = check_for(ops, create, {"image": "busybox:latest", "command": [],
+                                     "options": {"name": "web", "stop_timeout": 3}}).details
     assert sent == {"verb": "CreateContainer", "image": "busybox:latest",
                     "container_name": "web"}
     assert sent == details(MANAGER_OPS["CreateContainer"], BUSYBOX, "busybox:latest",
@@ -203,7 +203,7 @@ def test_create_details_come_from_the_checked_options() -> None:
     for bad in ({"name": 5}, {"colour": "red"}, {"name": "web", "cpu_quota": -1.0},
                 {"name": "web", "stop_timeout": 1 << 40}):
         assert create_options(bad) is None, bad
-        assert details_for(ops, create, {"image": "busybox", "options": bad}) == {
+        assert check_for(ops, create, {"image": "busybox", "options": bad}).details == {
             "verb": "CreateContainer", "image": "busybox"}
     assert create_options(None) == {}
     assert create_options({"mounts": [{"source": "/a", "destination": "/b",
