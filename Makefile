@@ -13,7 +13,11 @@ VENV := .venv
 # with Debian's python3 (tests/test_install.py runs it).
 APT_PACKAGES := dbus runc crun conmon busybox-static polkitd systemd \
 	libdbus-1-dev libglib2.0-dev libglib2.0-bin pkg-config gcc tar zstd iproute2 \
-	skopeo umoci python3-pip python3-setuptools python3-wheel
+	skopeo umoci python3-pip python3-setuptools python3-wheel \
+	$(DEB_BUILD_PACKAGES)
+# `make deb` (and the test that builds and installs the package) needs these.
+DEB_BUILD_PACKAGES := debhelper dh-virtualenv lintian fakeroot dpkg-dev \
+	python3-venv python3-dev
 
 HAS_PYTHON_H := import os, sysconfig; \
 	raise SystemExit(not os.path.isfile(sysconfig.get_paths()["include"] + "/Python.h"))
@@ -112,13 +116,20 @@ VARLINK_INTERFACES := io.pyctrd.Container.varlink io.pyctrd.Image.varlink
 # pyctr's man page (generated from its parser) and bash completion; bash-completion
 # and man search both /usr and /usr/local.
 MAN1_DIR := $(PREFIX)/share/man/man1
+MAN8_DIR := $(PREFIX)/share/man/man8
 BASH_COMPLETION_DIR := $(PREFIX)/share/bash-completion/completions
 SUBST := sed -e 's|@bindir@|$(BINDIR)|g' -e 's|@docdir@|$(DOCDIR)|g'
 
-.PHONY: install uninstall
+.PHONY: install install-python install-data uninstall deb
 
-install:
+# install-python puts the package in $(INSTALL_PYTHON)'s site-packages; the
+# Debian package (make deb) ships it in a private venv and uses install-data.
+install: install-python install-data
+
+install-python:
 	$(INSTALL_PYTHON) packaging/python-package install "$(DESTDIR)" "$(PREFIX)" .
+
+install-data:
 	install -D -m 0644 dbus/org.pyctrd1.conf "$(DESTDIR)$(DBUS_POLICY_DIR)/org.pyctrd1.conf"
 	install -d "$(DESTDIR)$(DBUS_SERVICE_DIR)" "$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)" \
 		"$(DESTDIR)$(SYSTEMD_USER_DIR)"
@@ -139,6 +150,7 @@ install:
 	install -D -m 0644 packaging/pyctrd.conf "$(DESTDIR)$(TMPFILES_DIR)/pyctrd.conf"
 	install -d "$(DESTDIR)$(MAN1_DIR)"
 	$(INSTALL_PYTHON) scripts/make-manpage "$(DESTDIR)$(MAN1_DIR)/pyctr.1"
+	install -D -m 0644 packaging/pyctrd.8 "$(DESTDIR)$(MAN8_DIR)/pyctrd.8"
 	chmod 0644 "$(DESTDIR)$(MAN1_DIR)/pyctr.1"
 	install -D -m 0644 completion/pyctr.bash "$(DESTDIR)$(BASH_COMPLETION_DIR)/pyctr"
 	@# An admin's edited config is never overwritten.
@@ -158,7 +170,8 @@ uninstall:
 		"$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/pyctrd.service" \
 		"$(DESTDIR)$(SYSTEMD_USER_DIR)/pyctrd.service" \
 		"$(DESTDIR)$(TMPFILES_DIR)/pyctrd.conf" \
-		"$(DESTDIR)$(MAN1_DIR)/pyctr.1" "$(DESTDIR)$(BASH_COMPLETION_DIR)/pyctr"
+		"$(DESTDIR)$(MAN1_DIR)/pyctr.1" "$(DESTDIR)$(MAN8_DIR)/pyctrd.8" \
+		"$(DESTDIR)$(BASH_COMPLETION_DIR)/pyctr"
 	rm -f $(addprefix "$(DESTDIR)$(VARLINK_DIR)/,$(addsuffix ",$(VARLINK_INTERFACES)))
 	-rmdir "$(DESTDIR)$(DOCDIR)" 2>/dev/null
 	@# The config goes only if unchanged; an edited one is the admin's.
@@ -168,3 +181,19 @@ uninstall:
 	elif [ -e "$(DESTDIR)$(CONFIG_DIR)/pyctrd.toml" ]; then \
 		echo "uninstall: keeping $(DESTDIR)$(CONFIG_DIR)/pyctrd.toml (changed since install)"; \
 	fi
+
+# --------------------------------------------------------------------------
+# make deb: build/deb/pyctrd_<version>_<arch>.deb, built with debhelper and
+# dh-virtualenv from a copy of the tracked (and new, not ignored) files, so
+# the work tree gets no build products. Install it with
+#   apt install ./build/deb/pyctrd_*.deb
+DEB_DIR := build/deb
+
+deb: deps
+	rm -rf "$(DEB_DIR)"
+	mkdir -p "$(DEB_DIR)/pyctrd"
+	git ls-files -z --cached --others --exclude-standard | \
+		xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' - | \
+		xargs -0 cp -a --parents -t "$(DEB_DIR)/pyctrd"
+	cd "$(DEB_DIR)/pyctrd" && dpkg-buildpackage -us -uc -b
+	lintian --fail-on error "$(DEB_DIR)"/pyctrd_*.deb
