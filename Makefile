@@ -49,8 +49,9 @@ $(VENV)/.installed: pyproject.toml | deps $(VENV)/bin/python
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
+# make run [ARGS="pyctrd flags"]
 run: deps venv
-	scripts/run-daemon
+	scripts/run-daemon $(ARGS)
 
 test: deps venv
 	$(VENV)/bin/ruff check pyctrd tests
