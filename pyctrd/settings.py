@@ -22,6 +22,7 @@ CONFIG_KEYS: dict[str, type] = {
     "log_level": str,
     "log_size_max": int,
     "runtime_timeout": int,  # seconds a runc/crun call may take before it is killed
+    "import_max_bytes": int,  # file bytes one import may unpack; 0: from the free space
 }
 
 
@@ -40,6 +41,7 @@ class Settings:
     log_size_max: int
     config_file: Path | None
     runtime_timeout: int = 30
+    import_max_bytes: int = 0  # 0: 90 % of the store's free space less 1 GiB, per import
 
 
 def parser() -> argparse.ArgumentParser:
@@ -83,12 +85,19 @@ def load(argv: list[str] | None = None) -> Settings:
         log_size_max=int(config.get("log_size_max", -1)),
         config_file=config_path if config_path.exists() else None,
         runtime_timeout=_positive(config.get("runtime_timeout", 30), "runtime_timeout"),
+        import_max_bytes=_not_negative(config.get("import_max_bytes", 0), "import_max_bytes"),
     )
 
 
 def _positive(value: int, key: str) -> int:
     if value <= 0:
         raise SettingsError(f"{key} must be a positive number of seconds")
+    return value
+
+
+def _not_negative(value: int, key: str) -> int:
+    if value < 0:
+        raise SettingsError(f"{key} must be 0 (automatic) or a positive number of bytes")
     return value
 
 

@@ -5,9 +5,10 @@ first is the Engine's part, since containers are its.
 """
 
 import asyncio
+import logging
+import os
 import re
 import secrets
-import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,8 +20,16 @@ from pyctrd.layout import Layout
 from pyctrd.storage.imageformats import ArchiveReader
 from pyctrd.storage.layers import LayerStore
 from pyctrd.storage.streams import FdReader
+from pyctrd.storage.trees import remove_tree
+from pyctrd.storage.unpack import ByteBudget
+
+log = logging.getLogger(__name__)
 
 REFERENCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$")
+# import_max_bytes = 0 (the default): an import may unpack this share of the free
+# space of the store's filesystem, less a reserve left for everything else there.
+AUTO_SHARE = 0.9
+AUTO_RESERVE = 1 << 30
 
 
 class ImageListener(Protocol):
@@ -31,17 +40,27 @@ class ImageListener(Protocol):
 
 
 class ImageCatalogue:
-    def __init__(self, layout: Layout, store: Database, listener: ImageListener) -> None:
+    def __init__(self, layout: Layout, store: Database, listener: ImageListener, *,
+                 import_max_bytes: int = 0) -> None:
+        """``import_max_bytes``: file bytes one import may unpack; 0: from the free
+        space at the time of each import (``import_budget``)."""
         self.layout = layout
+        self.import_max_bytes = import_max_bytes
         self.store = store
         self.listener = listener
         self.images: dict[str, Image] = {}
         self.layer_store = LayerStore(layout.root)
 
     def load(self) -> None:
-        """Read the stored images; imports killed half-way leave only staging dirs."""
+        """Read the stored images; imports killed half-way leave only staging dirs.
+
+        A leftover that cannot be deleted is logged and kept: it must not keep the
+        daemon from starting (the next start tries again)."""
         for leftover in self.layout.tmp.iterdir():
-            shutil.rmtree(leftover, ignore_errors=True)
+            try:
+                remove_tree(leftover)  # iterative: any depth
+            except OSError as err:
+                log.warning("could not delete the leftover %s: %s", leftover, err)
         for record in self.store.images():
             image = Image.from_record(record)
             self.images[image.id] = image
@@ -75,7 +94,7 @@ class ImageCatalogue:
         if reference and not REFERENCE_RE.match(reference):
             raise InvalidArgument(f"invalid image reference {reference!r}")
         staging = self.layout.tmp / secrets.token_hex(8)
-        reader = ArchiveReader(self.layer_store, staging)
+        reader = ArchiveReader(self.layer_store, staging, self.import_budget())
         kept: list[str] = []  # layer references the new image takes over from the reader
         try:
             found = await asyncio.to_thread(reader.read, FdReader(fd))
@@ -99,7 +118,27 @@ class ImageCatalogue:
             return image
         finally:
             await asyncio.to_thread(reader.release_except, kept)
-            await asyncio.to_thread(shutil.rmtree, staging, True)
+            await asyncio.to_thread(self._remove_staging, staging)
+
+    def import_budget(self) -> ByteBudget:
+        """The bytes one import may unpack: ``import_max_bytes``, or by default
+        90 % of the store's free space less 1 GiB (at least 0)."""
+        if self.import_max_bytes > 0:
+            return ByteBudget(self.import_max_bytes)
+        try:
+            fs = os.statvfs(self.layout.tmp)
+        except OSError:
+            return ByteBudget(None)
+        free = fs.f_bavail * fs.f_frsize
+        return ByteBudget(max(0, int(free * AUTO_SHARE) - AUTO_RESERVE),
+                          "import_max_bytes: 90% of the free space less 1 GiB")
+
+    @staticmethod
+    def _remove_staging(staging: Path) -> None:
+        try:
+            remove_tree(staging)
+        except OSError as err:  # the next start's clean-up of tmp/ tries again
+            log.warning("could not delete the staging directory %s: %s", staging, err)
 
     def untag_or_find(self, reference_or_id: str) -> Image | None:
         """podman rmi: naming one reference of several only untags the image (None);

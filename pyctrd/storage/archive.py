@@ -1,11 +1,10 @@
-"""Exporting a root filesystem as a tar, and measuring a tree.
+"""Exporting a root filesystem as a tar.
 
 GNU tar writes the export: it is fast and keeps ownership, modes and xattrs.
 (Unpacking is pyctrd's own, in ``unpack``: it must refuse hostile entries and
 turn whiteouts into overlayfs' form.)
 """
 
-import contextlib
 import os
 import subprocess
 from pathlib import Path
@@ -27,15 +26,6 @@ def export_tree(root: Path, fd: int) -> None:
         raise StorageFailed("exporting took longer than an hour; gave up") from err
     if result.returncode not in (0, 1):  # 1: files changed while being read
         raise StorageFailed(f"exporting failed: {_tar_error(result.stderr)}")
-
-
-def tree_size(root: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
 
 
 def _tar_error(stderr: bytes) -> str:

@@ -18,6 +18,7 @@ RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+PIECE_BYTES = 3072  # of a path handed to openat2 at once (PATH_MAX is 4096)
 
 
 class _OpenHow(ctypes.Structure):
@@ -36,13 +37,38 @@ def open_dir(root_fd: int, parts: tuple[str, ...], *, create: bool) -> int:
     """
     if not parts:
         return os.dup(root_fd)
-    if _have_openat2:
-        try:
-            return _openat2(root_fd, "/".join(parts))
-        except FileNotFoundError:
-            if not create:
-                raise
-    return _walk(root_fd, parts, create)
+    if not _have_openat2:
+        return _walk(root_fd, parts, create)
+    # A deep path passes PATH_MAX: resolve it in pieces, each beneath the last.
+    fd = os.dup(root_fd)
+    try:
+        for piece in _pieces(parts):
+            try:
+                child = _openat2(fd, "/".join(piece))
+            except FileNotFoundError:
+                if not create:
+                    raise
+                child = _walk(fd, piece, create)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _pieces(parts: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """``parts`` cut into runs whose joined length stays well below PATH_MAX."""
+    pieces: list[tuple[str, ...]] = []
+    start, length = 0, 0
+    for i, part in enumerate(parts):
+        size = len(os.fsencode(part)) + 1
+        if length + size > PIECE_BYTES and i > start:
+            pieces.append(parts[start:i])
+            start, length = i, 0
+        length += size
+    pieces.append(parts[start:])
+    return pieces
 
 
 def _openat2(root_fd: int, path: str) -> int:

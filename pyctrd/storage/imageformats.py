@@ -27,7 +27,6 @@ import logging
 import platform
 import posixpath
 import re
-import shutil
 import tarfile
 from collections import Counter
 from collections.abc import Iterable
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pyctrd.errors import InvalidArgument, StorageFailed
-from pyctrd.storage.layers import LayerStore, StagedLayer, write_meta
+from pyctrd.storage.layers import MAX_LAYERS, LayerStore, StagedLayer, write_meta
 from pyctrd.storage.streams import (
     Decompressed,
     HashingReader,
@@ -45,7 +44,8 @@ from pyctrd.storage.streams import (
     RecordingReader,
     read_exactly,
 )
-from pyctrd.storage.unpack import clean_name, tar_members, unpack_layer
+from pyctrd.storage.trees import remove_tree
+from pyctrd.storage.unpack import ByteBudget, clean_name, tar_members, unpack_layer
 
 SMALL_FILE = 64 << 10  # smaller members are kept in memory, whatever they are
 JSON_LIMIT = 4 << 20  # a JSON member up to this size is kept in memory
@@ -102,9 +102,11 @@ class ArchiveReader:
     with the layers the new image keeps (none on failure).
     """
 
-    def __init__(self, store: LayerStore, staging: Path) -> None:
+    def __init__(self, store: LayerStore, staging: Path,
+                 budget: ByteBudget | None = None) -> None:
         self.store = store
         self.staging = staging
+        self.budget = budget or ByteBudget(None)  # file bytes the whole import may unpack
         self.held: Counter[str] = Counter()  # layer references this import holds
         self._small: dict[str, bytes] = {}
         self._small_total = 0
@@ -153,7 +155,7 @@ class ArchiveReader:
     def _read_rootfs(self, stream: Reader, plain: HashingReader) -> ArchiveImage:
         dest = self.staging / "rootfs"
         dest.mkdir()
-        stats = unpack_layer(stream, dest / "diff")
+        stats = unpack_layer(stream, dest / "diff", self.budget)
         plain.drain()
         diff_id = plain.hexdigest()
         write_meta(dest, stats.size)
@@ -215,13 +217,13 @@ class ArchiveReader:
                 stats = None
                 if dest is not None:
                     dest.mkdir()
-                    stats = unpack_layer(plain, dest / "diff")
+                    stats = unpack_layer(plain, dest / "diff", self.budget)
                 plain.drain()
             raw.drain()
         except InvalidArgument as err:
             blob.error = str(err)
             if dest is not None:
-                shutil.rmtree(dest, ignore_errors=True)
+                remove_tree(dest)
             raw.drain()
             return blob
         blob.raw_digest = f"sha256:{raw.hexdigest()}"
@@ -333,6 +335,10 @@ class ArchiveReader:
 
     def _commit_layers(self, blobs: list[_Blob]) -> list[ArchiveLayer]:
         """Into the store with them; one reference held per distinct layer."""
+        distinct = len({blob.diff_id for blob in blobs})
+        if distinct > MAX_LAYERS:
+            raise InvalidArgument(f"the image has {distinct} layers; pyctrd runs images of "
+                                  f"at most {MAX_LAYERS} (squash some of them)")
         layers = []
         for blob in blobs:
             if self.held[blob.diff_id] == 0:

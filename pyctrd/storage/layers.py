@@ -9,24 +9,35 @@ recomputed from the images on start-up, and directories nobody references
 
 Imports run in worker threads and removals on the event loop: one lock
 guards the counts and the renames into and out of ``layers/``.
+
+Short links, as containers-storage keeps them: ``layers/l/<12 chars>`` is a
+symlink to ``../<diff id>/diff`` and ``layers/<diff id>/link`` holds its
+name. overlayfs takes its options in one page; 128 layers by their full
+paths do not fit, by ``l/<name>`` relative to ``layers/`` they do
+(storage.rootfs mounts that way when it must).
 """
 
 import json
 import logging
 import os
 import secrets
-import shutil
+import string
 import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyctrd.storage.archive import tree_size
+from pyctrd.storage.trees import remove_tree, tree_size
 
 log = logging.getLogger(__name__)
 
 META = "meta.json"
+LINK = "link"  # in a layer's directory: the name of its short link in l/
+LINKS_DIR = "l"
+LINK_CHARS = string.ascii_uppercase + string.digits
+LINK_LENGTH = 12
+MAX_LAYERS = 128  # distinct layers of one image: what a container's overlay can stack
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,10 @@ class LayerStore:
     def diff_dir(self, diff_id: str) -> Path:
         return self.dir / diff_id / "diff"
 
+    @property
+    def links(self) -> Path:
+        return self.dir / LINKS_DIR
+
     def load(self, images: Iterable[tuple[list[str], list[str]]]) -> None:
         """Count references from the images' (layers, blobs); delete unreferenced layers."""
         with self._lock:
@@ -66,10 +81,53 @@ class LayerStore:
                 for blob, diff_id in zip(blobs, layers, strict=False):
                     if blob:
                         self._blob_diff_ids[blob] = diff_id
-            orphans = [p for p in self.dir.iterdir() if p.name not in self._refs]
+            orphans = [p for p in self.dir.iterdir()
+                       if p.name not in self._refs and p.name != LINKS_DIR]
         for orphan in orphans:
             log.info("removing layer %s: no image uses it", orphan.name[:12])
-            shutil.rmtree(orphan, ignore_errors=True)
+            _remove_logged(orphan)
+        self._load_links()
+
+    def _load_links(self) -> None:
+        """Every stored layer with its short link; links to nothing deleted."""
+        self.links.mkdir(mode=0o700, exist_ok=True)
+        for link in self.links.iterdir():
+            if not link.exists():
+                link.unlink(missing_ok=True)
+        with self._lock:
+            for diff_id in list(self._refs):
+                if self.path(diff_id).is_dir():
+                    self._ensure_link(diff_id)
+
+    def _ensure_link(self, diff_id: str) -> str:
+        """The layer's short link name, made if missing. Under the lock."""
+        layer_dir = self.path(diff_id)
+        try:
+            name = (layer_dir / LINK).read_text().strip()
+            if name and os.readlink(self.links / name) == f"../{diff_id}/diff":
+                return name
+        except (OSError, ValueError):
+            pass
+        self.links.mkdir(mode=0o700, exist_ok=True)
+        while True:
+            name = "".join(secrets.choice(LINK_CHARS) for _ in range(LINK_LENGTH))
+            try:
+                os.symlink(f"../{diff_id}/diff", self.links / name)
+                break
+            except FileExistsError:
+                continue  # taken by another layer: draw again
+        tmp = layer_dir / f"{LINK}.tmp"
+        tmp.write_text(name)
+        os.replace(tmp, layer_dir / LINK)
+        return name
+
+    def _drop_link(self, layer_dir: Path) -> None:
+        try:
+            name = (layer_dir / LINK).read_text().strip()
+        except OSError:
+            return
+        if name and "/" not in name:
+            (self.links / name).unlink(missing_ok=True)
 
     def refs(self, diff_id: str) -> int:
         return self._refs[diff_id]
@@ -101,9 +159,13 @@ class LayerStore:
             keep_staged = target.is_dir()
             if not keep_staged:
                 os.rename(staged.path, target)
+                try:
+                    self._ensure_link(staged.diff_id)
+                except OSError as err:  # made at the next start, when load() checks
+                    log.warning("layer %s: no short link: %s", staged.diff_id[:12], err)
             self._refs[staged.diff_id] += 1
         if keep_staged:
-            shutil.rmtree(staged.path, ignore_errors=True)
+            _remove_logged(staged.path)
 
     def release(self, diff_ids: Iterable[str]) -> None:
         """Drop one reference to each; delete the layers no one holds any more."""
@@ -120,6 +182,16 @@ class LayerStore:
                     os.rename(self.path(diff_id), trash)
                 except FileNotFoundError:
                     continue
+                self._drop_link(trash)
                 doomed.append(trash)
         for trash in doomed:
-            shutil.rmtree(trash, ignore_errors=True)
+            _remove_logged(trash)
+
+
+def _remove_logged(path: Path) -> None:
+    """Delete a tree nobody uses any more; what cannot go is logged, and left for the
+    next start's clean-up of tmp/ (or of unreferenced layers)."""
+    try:
+        remove_tree(path)
+    except OSError as err:
+        log.warning("could not delete %s: %s", path, err)

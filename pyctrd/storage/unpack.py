@@ -11,21 +11,29 @@ Docker/OCI whiteouts become what overlayfs reads: ``.wh.NAME`` a 0/0
 character device NAME, ``.wh..wh..opq`` the xattr trusted.overlay.opaque=y on
 its directory. Ownership (numeric), modes with setuid/setgid/sticky, xattrs,
 hard links, symlinks, device nodes and modification times are kept.
+
+Depth is not bounded by recursion, PATH_MAX or fds: parents are opened by
+pieces (``beneath``) or from the last parent, directories are dated by inode
+in an iterative walk at the end (``trees``). Sparse members (GNU and pax
+sparse tars) are written with holes and count by their data; in other files
+a run of zeros a read chunk long becomes a hole too. Every file's bytes are
+charged to the import's ``ByteBudget`` before they are read, so a bomb is
+refused at its header with StorageFailed naming the limit.
 """
 
 import base64
 import errno
 import os
-import shutil
 import stat
 import tarfile
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pyctrd.errors import InvalidArgument, StorageFailed
-from pyctrd.storage import beneath
+from pyctrd.storage import beneath, trees
 from pyctrd.storage.streams import CHUNK, Reader
 
 WHITEOUT_PREFIX = ".wh."
@@ -41,21 +49,38 @@ NODE_TYPES = {tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK,
               tarfile.FIFOTYPE: stat.S_IFIFO}
 
 
+class ByteBudget:
+    """The bytes one import may still unpack (``import_max_bytes``); None: no limit."""
+
+    def __init__(self, limit: int | None, what: str = "import_max_bytes") -> None:
+        self.limit = limit
+        self.what = what
+        self.used = 0
+
+    def charge(self, size: int, name: str) -> None:
+        if self.limit is not None and self.used + size > self.limit:
+            raise StorageFailed(
+                f"the image unpacks to more than {self.limit} bytes ({self.what}; reached at "
+                f"{name[:200]!r}); refusing it")
+        self.used += size
+
+
 @dataclass(frozen=True)
 class LayerStats:
     size: int  # bytes of regular file content
     entries: int
 
 
-def unpack_layer(stream: Reader, dest: Path) -> LayerStats:
+def unpack_layer(stream: Reader, dest: Path, budget: ByteBudget | None = None) -> LayerStats:
     """Blocking: unpack the (uncompressed) layer tar ``stream`` into new directory ``dest``.
 
     Reads the tar up to its end-of-archive marker; the caller drains the rest.
+    File data is charged to ``budget`` (StorageFailed once over it).
     """
     dest.mkdir(mode=0o755)
     os.chmod(dest, 0o755)  # whatever the umask; a "./" entry may change it
     root_fd = os.open(dest, beneath.DIR_FLAGS)
-    unpacker = _Unpacker(root_fd)
+    unpacker = _Unpacker(root_fd, budget or ByteBudget(None))
     try:
         try:
             # tarfile's stream copies its whole buffer on every read: with the
@@ -83,6 +108,7 @@ def tar_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
             raise InvalidArgument(f"the tar archive is corrupt: {err}") from err
         if member is None:
             return
+        tar.members.clear()  # type: ignore[attr-defined]  # read once: keep no headers
         yield member
 
 
@@ -90,22 +116,27 @@ def clean_name(name: str) -> tuple[str, ...]:
     """An entry name as path components inside the layer; InvalidArgument if it leaves it."""
     if name.startswith("/"):
         raise InvalidArgument(f"the archive has an absolute path {name!r}; refusing it")
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    # list operations in C: a deep tree's names are long, and there are many
+    split = name.split("/")
+    parts = tuple(split) if "" not in split and "." not in split \
+        else tuple(p for p in split if p not in ("", "."))
     if ".." in parts:
         raise InvalidArgument(f"the archive has a path with '..' ({name!r}); refusing it")
     return parts
 
 
 class _Unpacker:
-    def __init__(self, root_fd: int) -> None:
+    def __init__(self, root_fd: int, budget: ByteBudget) -> None:
         self.root_fd = root_fd
+        self.budget = budget
         self.size = 0
         self.entries = 0
         # Entries come grouped by directory: keep the last parent open.
         self._parent_key: tuple[str, ...] | None = None
         self._parent_fd = -1
-        # A directory's mtime changes as entries land in it: set them at the end.
-        self._dir_times: list[tuple[tuple[str, ...], tarfile.TarInfo]] = []
+        # A directory's mtime changes as entries land in it: set them at the end,
+        # by inode (paths of deep trees would take memory quadratic in the depth).
+        self._dir_times: dict[tuple[int, int], tuple[int, int]] = {}
 
     def close(self) -> None:
         if self._parent_fd >= 0:
@@ -114,7 +145,8 @@ class _Unpacker:
 
     def apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         parts = clean_name(member.name)
-        if any(p.startswith(AUFS_META_PREFIX) and p != OPAQUE_MARKER for p in parts):
+        if AUFS_META_PREFIX in member.name and any(
+                p.startswith(AUFS_META_PREFIX) and p != OPAQUE_MARKER for p in parts):
             return
         self.entries += 1
         try:
@@ -134,16 +166,23 @@ class _Unpacker:
 
     def _parent(self, parts: tuple[str, ...]) -> int:
         key = parts[:-1]
-        if key != self._parent_key:
-            self.close()
-            self._parent_key = None
-            self._parent_fd = self._open_dir(key, member_name="/".join(parts), create=True)
-            self._parent_key = key
-        return self._parent_fd
+        current = self._parent_key
+        if key == current:
+            return self._parent_fd
+        if current is not None and len(key) > len(current) and key[:len(current)] == current:
+            # below the last parent (a deep tree comes this way): go on from there
+            fd = self._open_dir(key[len(current):], member_name="/".join(parts), create=True,
+                                base=self._parent_fd)
+        else:
+            fd = self._open_dir(key, member_name="/".join(parts), create=True)
+        self.close()
+        self._parent_fd, self._parent_key = fd, key
+        return fd
 
-    def _open_dir(self, parts: tuple[str, ...], *, member_name: str, create: bool) -> int:
+    def _open_dir(self, parts: tuple[str, ...], *, member_name: str, create: bool,
+                  base: int = -1) -> int:
         try:
-            return beneath.open_dir(self.root_fd, parts, create=create)
+            return beneath.open_dir(self.root_fd if base < 0 else base, parts, create=create)
         except OSError as err:
             if err.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV):
                 raise InvalidArgument(
@@ -157,7 +196,7 @@ class _Unpacker:
         if not member.isdir():
             raise InvalidArgument(f"the archive's root entry {member.name!r} is not a directory")
         _set_owner_mode_xattrs(self.root_fd, member)
-        self._dir_times.append(((), member))
+        self._dir_times[_ident(self.root_fd)] = _times(member)
 
     def _apply_whiteout(self, parts: tuple[str, ...], member: tarfile.TarInfo) -> None:
         parent = self._parent(parts)
@@ -204,20 +243,23 @@ class _Unpacker:
         fd = os.open(name, beneath.DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
         try:
             _set_owner_mode_xattrs(fd, member)
+            self._dir_times[_ident(fd)] = _times(member)
         finally:
             os.close(fd)
-        self._dir_times.append((parts, member))
 
     def _make_file(self, tar: tarfile.TarFile, parent: int, name: str,
                    member: tarfile.TarInfo) -> None:
-        source = tar.extractfile(member)
-        assert source is not None
+        sparse = _sparse_blocks(member)
+        self.budget.charge(member.size if sparse is None else sum(s for _, s in sparse),
+                           member.name)
         fd = os.open(name, FILE_FLAGS, 0o600, dir_fd=parent)
         try:
-            while data := source.read(CHUNK):
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+            if sparse is None:
+                source = tar.extractfile(member)
+                assert source is not None
+                _copy_with_holes(source, fd, member.size)
+            else:
+                _copy_sparse(tar, member, sparse, fd)
             _set_owner_mode_xattrs(fd, member)
             os.utime(fd, ns=_times(member))
         finally:
@@ -255,20 +297,64 @@ class _Unpacker:
                 os.close(target_parent)
 
     def finish(self) -> None:
-        for parts, member in reversed(self._dir_times):
-            if not parts:
-                os.utime(self.root_fd, ns=_times(member))
-                continue
-            try:
-                parent = beneath.open_dir(self.root_fd, parts[:-1], create=False)
-            except OSError:
-                continue  # replaced by a later entry; nothing to date
-            try:
-                os.utime(parts[-1], ns=_times(member), dir_fd=parent, follow_symlinks=False)
-            except FileNotFoundError:
-                pass
-            finally:
-                os.close(parent)
+        if not self._dir_times:
+            return
+        self.close()
+
+        def date(fd: int, _entries: object) -> None:
+            times = self._dir_times.get(_ident(fd))
+            if times is not None:
+                os.utime(fd, ns=times)
+
+        trees.visit_dirs(self.root_fd, date)
+
+
+def _sparse_blocks(member: tarfile.TarInfo) -> list[tuple[int, int]] | None:
+    """A sparse member's data blocks (offset, size); None for an ordinary file."""
+    if not member.issparse():
+        return None
+    blocks: Any = member.sparse  # typeshed has no type for it
+    return [(int(off), int(size)) for off, size in blocks if size > 0]
+
+
+def _ident(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _copy_with_holes(source: Reader, fd: int, size: int) -> None:
+    """Copy a member's data; a chunk of zeros is skipped (a hole) rather than written."""
+    while data := source.read(CHUNK):
+        if not data.rstrip(b"\0"):
+            os.lseek(fd, len(data), os.SEEK_CUR)
+            continue
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    os.ftruncate(fd, size)  # a trailing hole, which the skip left unwritten
+
+
+def _copy_sparse(tar: tarfile.TarFile, member: tarfile.TarInfo,
+                 blocks: list[tuple[int, int]], fd: int) -> None:
+    """A sparse member: its data blocks, stored one after another in the archive, each
+    written at its offset; the holes between them never read nor written. (tarfile's own
+    reader returns the holes as zeros: 10 GiB of them for a 10 KiB archive.)"""
+    raw = tar.fileobj
+    assert raw is not None
+    raw.seek(member.offset_data)  # forward only: the stream is where the data starts
+    for offset, size in blocks:
+        if offset + size > member.size:
+            raise InvalidArgument(f"the sparse file {member.name!r} has data past its size")
+        position = offset
+        while size > 0:
+            data = raw.read(min(size, CHUNK))
+            if not data:
+                raise InvalidArgument(f"the tar archive is corrupt at {member.name!r}: "
+                                      "its data ends early")
+            os.pwrite(fd, data, position)
+            position += len(data)
+            size -= len(data)
+    os.ftruncate(fd, member.size)
 
 
 def _lstat(parent: int, name: str) -> os.stat_result | None:
@@ -284,7 +370,7 @@ def _remove(parent: int, name: str) -> None:
     if existing is None:
         return
     if stat.S_ISDIR(existing.st_mode):
-        shutil.rmtree(name, dir_fd=parent)
+        trees.remove_at(parent, name)  # any depth
     else:
         os.unlink(name, dir_fd=parent)
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from pyctrd.errors import InvalidArgument
-from pyctrd.storage.archive import export_tree, tree_size
+from pyctrd.storage.archive import export_tree
 from pyctrd.storage.streams import Decompressed, FdReader, HashingReader, compression_of
+from pyctrd.storage.trees import tree_size
 from pyctrd.storage.unpack import unpack_layer
 
 pytestmark = pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar")

@@ -90,6 +90,7 @@ runtime = "{bins['fake-runc']}"
 conmon = "{bins['fake-conmon']}"
 log_level = "debug"
 log_size_max = 1048576
+import_max_bytes = 67108864
 """)
     s = load(["--config", str(conf)])
     assert s.root == Path("/srv/pyctrd")
@@ -98,6 +99,7 @@ log_size_max = 1048576
     assert s.conmon == bins["fake-conmon"]
     assert s.log_level == "debug"
     assert s.log_size_max == 1048576
+    assert s.import_max_bytes == 64 << 20
     assert s.config_file == conf
 
 
@@ -149,6 +151,8 @@ def test_unknown_key(tmp_path, binflags, text):
     ("log_size_max = true\n", "log_size_max"),
     ("log_size_max = 1.5\n", "log_size_max"),
     ("log_level = 3\n", "log_level"),
+    ("import_max_bytes = \"1G\"\n", "import_max_bytes"),
+    ("import_max_bytes = -1\n", "import_max_bytes"),
 ])
 def test_wrong_type(tmp_path, binflags, text, key):
     conf = write_config(tmp_path, text)
@@ -221,3 +225,13 @@ def test_bad_flags_exit_2(binflags, argv, capsys):
         load([*argv, *binflags])
     assert info.value.code == 2
     assert capsys.readouterr().err
+
+
+def test_import_max_bytes_defaults_to_automatic(binflags):
+    assert load(binflags).import_max_bytes == 0
+
+
+def test_shipped_config_lists_every_key():
+    shipped = (Path(__file__).parents[2] / "etc" / "pyctrd.toml").read_text()
+    for key in settings.CONFIG_KEYS:
+        assert f"#{key} = " in shipped, key
