@@ -7,6 +7,7 @@ import sys
 
 from dbus_fast import BusType
 
+from pyctrd import fdbudget
 from pyctrd import settings as settings_mod
 from pyctrd.bus.connection import connect
 from pyctrd.bus.service import BusService, NameTaken
@@ -18,17 +19,23 @@ from pyctrd.ops.authority import Authority
 from pyctrd.ops.names import VARLINK_SOCKET_NAME
 from pyctrd.ops.operations import Operations
 from pyctrd.ops.polkit import PolkitClient
+from pyctrd.rootlock import AlreadyLocked, RootLock
 from pyctrd.settings import Settings, SettingsError
 from pyctrd.varlink.server import VarlinkServer
 
 log = logging.getLogger("pyctrd")
+
+# Exit statuses besides 0 (clean stop) and 1 (a failure, e.g. the bus name taken).
+EXIT_CONFIG = 2  # a bad flag or config file
+EXIT_LOCKED = 3  # another pyctrd holds --root or --run-root
 
 
 async def serve(settings: Settings) -> int:
     layout = Layout(settings.root, settings.run_root)
     oci = OCIRuntime(settings.runtime, layout.runtime_root, settings.runtime_timeout)
     engine = Engine(layout, oci, Conmon(oci, settings.conmon),
-                    log_size_max=settings.log_size_max)
+                    log_size_max=settings.log_size_max,
+                    import_max_bytes=settings.import_max_bytes)
     engine.load()
     await engine.recover()
     operations = Operations(engine)
@@ -73,9 +80,24 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings_mod.load(argv)
     except SettingsError as err:
         print(f"pyctrd: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_CONFIG)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(levelname)s %(name)s: %(message)s")
+    # Before anything under the roots is read or cleaned: another daemon may be
+    # importing into tmp or running containers from them.
+    lock = RootLock(settings.root, settings.run_root)
+    try:
+        lock.acquire()
+    except AlreadyLocked as err:
+        print(f"pyctrd: {err}", file=sys.stderr)
+        sys.exit(EXIT_LOCKED)
+    except OSError as err:
+        print(f"pyctrd: cannot lock {settings.root} and {settings.run_root}: {err}",
+              file=sys.stderr)
+        sys.exit(1)
+    soft, hard = fdbudget.raise_limit()
+    log.debug("open files: limit %d (hard %d), %d kept for the daemon's own work",
+              soft, hard, fdbudget.reserve())
     try:
         sys.exit(asyncio.run(serve(settings)))
     except KeyboardInterrupt:
@@ -83,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as err:
         print(f"pyctrd: {err}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 from pyctrd.core import inspect as inspect_output
 from pyctrd.core.config import ContainerConfig, now_us
 from pyctrd.core.faults import checkpoint
+from pyctrd.core.guarded import failing_as
 from pyctrd.core.ports import (
     ConmonRequest,
     ExitWatchHandle,
@@ -37,11 +37,12 @@ from pyctrd.core.ports import (
 )
 from pyctrd.core.state import ACTIVE, WITH_PID, State, require
 from pyctrd.database import Database
-from pyctrd.errors import InvalidState, NoSuchContainer, RuntimeFailed
+from pyctrd.errors import Failed, InvalidState, NoSuchContainer, RuntimeFailed, StorageFailed
 from pyctrd.layout import Layout
 from pyctrd.oci.spec import SpecInput, build_spec
 from pyctrd.storage import archive
 from pyctrd.storage.rootfs import RootfsPaths
+from pyctrd.storage.trees import remove_quietly
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class Container:
             try:
                 await self._env.oci.start(self.id)
                 checkpoint("start:started")
-            except RuntimeFailed:
+            except Exception:
                 await self._abort_start()
                 raise
             finally:
@@ -256,7 +257,8 @@ class Container:
             was_mounted = self.status.mounted
             mountpoint = Path(self._mount_storage())
             try:
-                await asyncio.to_thread(archive.export_tree, mountpoint, fd)
+                with failing_as(StorageFailed, "exporting the root filesystem"):
+                    await asyncio.to_thread(archive.export_tree, mountpoint, fd)
             finally:
                 if not was_mounted:
                     self.unmount_storage()
@@ -392,33 +394,39 @@ class Container:
         await self._cleanup_if_needed()
         env = self._env
         bundle = self.bundle
-        bundle.mkdir(parents=True, exist_ok=True, mode=0o700)
-        rootfs_path = Path(self._mount_storage())
-        paths = self.paths
-        env.storage.mount_shm(paths)
-        cfg = self.config
-        spec = build_spec(SpecInput(
-            cid=self.id, rootfs=rootfs_path, args=cfg.command, env=cfg.env, cwd=cfg.workdir,
-            uid=cfg.uid, gid=cfg.gid, hostname=cfg.hostname, shm_dir=paths.shm_dir,
-            terminal=cfg.terminal, read_only=cfg.read_only,
-            network_host=cfg.network == "host", mounts=cfg.mounts,
-            memory_limit=cfg.memory_limit, cpu_quota=cfg.cpu_quota,
-            pids_limit=cfg.pids_limit, annotations=cfg.annotations,
-            no_new_privileges=cfg.no_new_privileges,
-        ))
-        _write_atomic(bundle / "config.json", json.dumps(spec).encode())
-        env.monitor.clear_exit(env.layout.exit_file(self.id), bundle)
+        with failing_as(RuntimeFailed, "making the container's bundle"):
+            bundle.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # From here on a failure, whatever it is (EMFILE, a bug), undoes the mounts and
+        # any runtime state: the container stays as it was, not half made.
+        launching = False
         try:
+            rootfs_path = Path(self._mount_storage())
+            paths = self.paths
+            env.storage.mount_shm(paths)
+            cfg = self.config
+            with failing_as(Failed, "building the runtime spec"):
+                spec = build_spec(SpecInput(
+                    cid=self.id, rootfs=rootfs_path, args=cfg.command, env=cfg.env,
+                    cwd=cfg.workdir, uid=cfg.uid, gid=cfg.gid, hostname=cfg.hostname,
+                    shm_dir=paths.shm_dir, terminal=cfg.terminal, read_only=cfg.read_only,
+                    network_host=cfg.network == "host", mounts=cfg.mounts,
+                    memory_limit=cfg.memory_limit, cpu_quota=cfg.cpu_quota,
+                    pids_limit=cfg.pids_limit, annotations=cfg.annotations,
+                    no_new_privileges=cfg.no_new_privileges, capabilities=cfg.capabilities,
+                    privileged=cfg.privileged, seccomp=cfg.seccomp, ulimits=cfg.ulimits,
+                ))
+                data = json.dumps(spec).encode()
+            with failing_as(RuntimeFailed, "writing the runtime spec"):
+                _write_atomic(bundle / "config.json", data)
+            env.monitor.clear_exit(env.layout.exit_file(self.id), bundle)
+            launching = True
             launched = await env.monitor.launch(ConmonRequest(
                 cid=self.id, name=self.name, bundle=bundle, log_path=self.log_path,
                 exit_dir=env.layout.exits, socket_dir=env.layout.sockets,
                 terminal=cfg.terminal, stdin=cfg.stdin, log_size_max=env.log_size_max,
             ))
-        except RuntimeFailed:
-            await env.oci.delete(self.id)
-            self.unmount_shm()
-            if not self.status.user_mounted:
-                self.unmount_storage()
+        except BaseException:  # cancelled too (the daemon stopping): nothing half made
+            await self._undo_init(launching)
             raise
         checkpoint("init:launched")
         self._run += 1
@@ -457,12 +465,25 @@ class Container:
         if code is not None and self.state in ACTIVE:
             self.record_exit(code)
         async with self._ending(self._run) as run:
-            with contextlib.suppress(RuntimeFailed):
+            try:
                 await self._env.oci.kill(self.id, signal.SIGKILL)
+                killed = True
+            except RuntimeFailed:
+                killed = False
             if self._is_current(run):
-                await self._wait_exit_unlocked(KILL_GRACE)
+                if killed:
+                    await self._wait_exit_unlocked(KILL_GRACE)
+                else:
+                    # Exited already (then its report is awaited), or runc could not be
+                    # run at all (EMFILE): no exit is coming, and it stays created, as
+                    # runc has it; a later Start or Stop finds it so.
+                    await self._exited_meanwhile()
             if not self.removed:
-                await self._cleanup_if_needed()
+                try:
+                    await self._cleanup_if_needed()
+                except Exception:
+                    log.exception("container %s: cleanup after a failed Start failed",
+                                  self.name)
 
     async def _stop(self, timeout: int) -> None:
         """With the lock held (let go of while waiting): end the current run."""
@@ -560,6 +581,26 @@ class Container:
                 self._exit_waiters.remove(waiter)
             await _relock(self.lock)
 
+    async def _undo_init(self, launched: bool) -> None:
+        """Init failed part-way: release what it took. Each step is tried on its own, so
+        that one failing (under EMFILE, say) does not keep the others from running."""
+        if launched:
+            try:
+                await self._env.oci.delete(self.id)
+            except Exception:
+                log.exception("container %s: deleting its runtime state after a failed "
+                              "Init failed; retried at the next Init or restart", self.name)
+                self.update_status(needs_cleanup=True)
+        steps = [self.unmount_shm]
+        if not self.status.user_mounted:
+            steps.append(self.unmount_storage)
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                log.exception("container %s: undoing a failed Init: %s failed", self.name,
+                              step.__name__)
+
     def _mount_storage(self) -> str:
         mountpoint = str(self._env.storage.mount_rootfs(self.paths))
         checkpoint("storage:mounted")
@@ -589,4 +630,5 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    # iterative (shutil.rmtree recurses per level); never into a mount
+    remove_quietly(path)

@@ -14,12 +14,14 @@ from pyctrd import __version__
 from pyctrd.core.config import ContainerConfig, build_config
 from pyctrd.core.container import Container, ContainerEnv, ContainerStatus
 from pyctrd.core.faults import checkpoint
+from pyctrd.core.guarded import GuardedMonitor, GuardedRuntime, GuardedStorage, failing_as
 from pyctrd.core.image import Image
 from pyctrd.core.images import ImageCatalogue, unique_prefix
 from pyctrd.core.ports import MonitorPort, OCIRuntimePort, RootfsPort
 from pyctrd.core.recovery import Recovery
+from pyctrd.core.stagingsweep import StagingSweeper
 from pyctrd.database import Database
-from pyctrd.errors import Exists, InUse, NoSuchContainer
+from pyctrd.errors import Exists, InUse, NoSuchContainer, StorageFailed
 from pyctrd.layout import Layout
 from pyctrd.oci.conmon import Conmon
 from pyctrd.oci.runtime import OCIRuntime
@@ -85,7 +87,7 @@ class Listeners:
 class Engine:
     def __init__(self, layout: Layout, oci: OCIRuntimePort | None = None,
                  conmon: MonitorPort | None = None, *, log_size_max: int = -1,
-                 storage: RootfsPort | None = None) -> None:
+                 storage: RootfsPort | None = None, import_max_bytes: int = 0) -> None:
         """``oci``, ``conmon`` and ``storage`` default to runc (from PATH), conmon and
         overlay mounts; a test passes fakes (core/ports.py)."""
         layout.create_dirs()
@@ -97,20 +99,27 @@ class Engine:
                                 "fake runtime")
             conmon = Conmon(oci)
         storage = storage or RootfsStorage()
+        # What containers and recovery use: failures come out as catalogued errors.
+        guarded_oci = GuardedRuntime(oci)
+        guarded_monitor = GuardedMonitor(conmon)
+        guarded_storage = GuardedStorage(storage)
         self.layout = layout
         self.oci = oci
         self.store = Database(layout.database)
         self.listener = Listeners()
         self.containers: dict[str, Container] = {}
-        self.catalogue = ImageCatalogue(layout, self.store, self.listener)
+        self.catalogue = ImageCatalogue(layout, self.store, self.listener,
+                                        import_max_bytes=import_max_bytes)
         self.images: dict[str, Image] = self.catalogue.images  # the same dict, read-only use
         self._names: dict[str, str] = {}
         self._new_boot = False
         self._boot_id = ""
-        self._recovery = Recovery(layout, oci, conmon, storage)
-        self._env = ContainerEnv(layout=layout, store=self.store, oci=oci, monitor=conmon,
-                                 storage=storage, layer_paths=self.layer_paths,
-                                 listener=self, log_size_max=log_size_max)
+        self._recovery = Recovery(layout, guarded_oci, guarded_monitor, guarded_storage)
+        self._staging = StagingSweeper(layout.tmp)
+        self._env = ContainerEnv(layout=layout, store=self.store, oci=guarded_oci,
+                                 monitor=guarded_monitor, storage=guarded_storage,
+                                 layer_paths=self.layer_paths, listener=self,
+                                 log_size_max=log_size_max)
 
     @property
     def version(self) -> str:
@@ -132,8 +141,15 @@ class Engine:
         self.catalogue.load()
         new_boot = self._note_boot_id()
         for config_record, state_record in self.store.containers():
-            container = Container(ContainerConfig.from_record(config_record),
-                                  ContainerStatus.from_record(state_record), self._env)
+            try:
+                container = Container(ContainerConfig.from_record(config_record),
+                                      ContainerStatus.from_record(state_record), self._env)
+            except Exception:
+                # One unreadable record must not keep the daemon from serving the rest.
+                # It stays stored (its name stays taken there) for an admin to look at.
+                log.exception("container record %s cannot be read; skipped",
+                              config_record.get("id", "?"))
+                continue
             self.containers[container.id] = container
             self._names[container.name] = container.id
         self._new_boot = new_boot
@@ -210,7 +226,10 @@ class Engine:
     # images
 
     async def import_image(self, fd: int, reference: str) -> Image:
-        return await self.catalogue.import_image(fd, reference)
+        # What it cannot delete is deleted later; an unexpected failure (EMFILE reading
+        # the archive, say) is the store's.
+        with self._staging.importing(), failing_as(StorageFailed, "importing the image"):
+            return await self.catalogue.import_image(fd, reference)
 
     async def remove_image_named(self, reference_or_id: str, force: bool) -> None:
         """podman rmi: naming one reference of several only untags the image."""

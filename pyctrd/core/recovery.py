@@ -8,7 +8,6 @@ database differs) and calls ``Recovery.recover_all`` once, before serving.
 import asyncio
 import logging
 import os
-import shutil
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +17,7 @@ from pyctrd.core.ports import MonitorPort, OCIRuntimePort, RootfsPort
 from pyctrd.core.state import ACTIVE, State
 from pyctrd.errors import RuntimeFailed
 from pyctrd.layout import Layout
+from pyctrd.storage.trees import remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,15 @@ class Recovery:
                 try:
                     await self.recover(container, new_boot, mounted)
                 except Exception:
-                    log.exception("container %s: recovery failed; it stays %s",
-                                  container.name, container.state)
+                    # Its state is not known for sure: say so, and serve the others. The
+                    # next start tries again (unknown always needs recovery).
+                    log.exception("container %s: recovery failed; marked unknown",
+                                  container.name)
+                    try:
+                        container.update_status(state=State.UNKNOWN)
+                    except Exception:
+                        log.exception("container %s: could not be marked unknown",
+                                      container.name)
 
         await asyncio.gather(*(recover_one(c) for c in list(containers)
                                if self.needs_recovery(c, mounted, runtime_ids)))
@@ -63,7 +70,10 @@ class Recovery:
         container."""
         layout = self._layout
         for directory in (layout.runtime_root, layout.run_root / "containers", layout.exits):
-            shutil.rmtree(directory, ignore_errors=True)
+            try:
+                remove_tree(directory)  # iterative; never into a mount left there
+            except OSError as err:
+                log.warning("could not delete %s: %s", directory, err)
         layout.create_dirs()
 
     def needs_recovery(self, container: Container, mounted: set[str],

@@ -112,6 +112,9 @@ class Conmon:
                 cwd=req.bundle,
                 start_new_session=True,
             )
+        except BaseException:
+            os.close(read_end)  # not started (EMFILE for its pipes, say): leak nothing
+            raise
         finally:
             os.close(write_end)
         timeout = self.runtime.timeout

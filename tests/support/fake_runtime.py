@@ -11,6 +11,10 @@ an Engine on them with a real Database in a temporary directory.
   too if "launch" is in ``hold``); ``exit(cid, code)`` is conmon exiting with
   the process's exit code, at the moment the test chooses.
 - ``FakeStorage``: mounts are entries in ``mounted``.
+- ``FakeWorld.inject(verb, exc)``: the next call of ``verb`` (a method of any
+  of the three, e.g. "start", "launch", "mount_shm") raises ``exc``, whatever
+  it is (OSError(EMFILE), ValueError): for tests of what an unexpected failure
+  leaves behind. ``kill_exits``: a SIGKILL makes the fake conmon report exit 137.
 
 Nothing here sleeps: a test waits for the call it expects, not for time.
 """
@@ -58,6 +62,24 @@ class Call:
         self.answer.set_exception(RuntimeFailed(f"fake {self.verb} failed: {message}"))
 
 
+class Faults:
+    """Exceptions to raise at the next call of a verb, shared by the three fakes."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, list[BaseException]] = {}
+
+    def add(self, verb: str, exc: BaseException) -> None:
+        self.pending.setdefault(verb, []).append(exc)
+
+    def raise_if_any(self, verb: str) -> None:
+        queued = self.pending.get(verb)
+        if queued:
+            exc = queued.pop(0)
+            if not queued:
+                del self.pending[verb]
+            raise exc
+
+
 class _Calls:
     """Calls in arrival order, and waiting for the next one of a verb."""
 
@@ -98,9 +120,11 @@ class FakeRuntime:
     name = "fake-runc"
     path = "/usr/bin/fake-runc"
 
-    def __init__(self, hold: Iterable[str] = ()) -> None:
+    def __init__(self, hold: Iterable[str] = (), faults: Faults | None = None) -> None:
         self.calls = _Calls(hold)
+        self.faults = faults or Faults()
         self.status: dict[str, str] = {}  # cid → created, running, paused, stopped
+        self.on_kill: Callable[[str, int], None] | None = None
 
     async def next_call(self, verb: str) -> Call:
         return await self.calls.next_call(verb)
@@ -110,6 +134,7 @@ class FakeRuntime:
         return [c.args[0] for c in self.calls.of("kill") if c.cid == cid]
 
     async def _call(self, verb: str, cid: str, *args: Any, **kwargs: Any) -> Any:
+        self.faults.raise_if_any(verb)
         if cid not in self.status and verb not in ("delete", "state"):
             raise RuntimeFailed(f"fake {verb}: container {cid} does not exist")
         return await self.calls.enter(Call(verb, cid, args, kwargs))
@@ -120,6 +145,8 @@ class FakeRuntime:
 
     async def kill(self, cid: str, signal: int, *, all_processes: bool = False) -> None:
         await self._call("kill", cid, signal, all_processes=all_processes)
+        if self.on_kill is not None:
+            self.on_kill(cid, signal)
 
     async def pause(self, cid: str) -> None:
         await self._call("pause", cid)
@@ -154,6 +181,7 @@ class FakeMonitor:
 
     def __init__(self, runtime: FakeRuntime, hold: Iterable[str] = ()) -> None:
         self.runtime = runtime
+        self.faults = runtime.faults
         self.calls = _Calls(hold)
         self.requests: dict[str, ConmonRequest] = {}
         self.conmon_pids: dict[str, int] = {}  # cid → its live conmon
@@ -163,6 +191,7 @@ class FakeMonitor:
         self._pids = itertools.count(1000)
 
     async def launch(self, request: ConmonRequest) -> Launched:
+        self.faults.raise_if_any("launch")
         await self.calls.enter(Call("launch", request.cid))
         self.requests[request.cid] = request
         self.runtime.status[request.cid] = "created"
@@ -209,6 +238,7 @@ class FakeMonitor:
         return bundle in self.oom
 
     def clear_exit(self, exit_file: Path, bundle: Path) -> None:
+        self.faults.raise_if_any("clear_exit")
         self.exits.pop(exit_file, None)
         self.oom.discard(bundle)
 
@@ -216,28 +246,35 @@ class FakeMonitor:
 class FakeStorage:
     """core.ports.RootfsPort: mounts are entries in ``mounted``."""
 
-    def __init__(self) -> None:
+    def __init__(self, faults: Faults | None = None) -> None:
         self.mounted: set[Path] = set()
+        self.faults = faults or Faults()
 
     def mount_rootfs(self, paths: RootfsPaths) -> Path:
+        self.faults.raise_if_any("mount_rootfs")
         paths.merged.mkdir(parents=True, exist_ok=True)
         self.mounted.add(paths.merged)
         return paths.merged
 
     def unmount_rootfs(self, paths: RootfsPaths) -> None:
+        self.faults.raise_if_any("unmount_rootfs")
         self.mounted.discard(paths.merged)
 
     def mount_shm(self, paths: RootfsPaths) -> None:
+        self.faults.raise_if_any("mount_shm")
         self.mounted.add(paths.shm_dir)
 
     def unmount_shm(self, paths: RootfsPaths) -> None:
+        self.faults.raise_if_any("unmount_shm")
         self.mounted.discard(paths.shm_dir)
 
     def destroy(self, paths: RootfsPaths) -> None:
+        self.faults.raise_if_any("destroy")
         self.mounted -= {paths.merged, paths.shm_dir}
         shutil.rmtree(paths.container_dir, ignore_errors=True)
 
     def mounted_paths(self) -> set[str]:
+        self.faults.raise_if_any("mounted_paths")
         return {str(p) for p in self.mounted}
 
 
@@ -248,12 +285,29 @@ class FakeWorld:
     storage: FakeStorage
 
     @classmethod
-    def create(cls, hold: Iterable[str] = ()) -> "FakeWorld":
+    def create(cls, hold: Iterable[str] = (), *, kill_exits: bool = False) -> "FakeWorld":
         """``hold``: the verbs a test releases by hand (start, kill, pause, resume,
-        delete, state, launch)."""
+        delete, state, launch). ``kill_exits``: SIGKILL ends the process (exit 137,
+        reported from the loop right after)."""
         held = set(hold)
-        runtime = FakeRuntime(held - {"launch"})
-        return cls(runtime, FakeMonitor(runtime, held & {"launch"}), FakeStorage())
+        faults = Faults()
+        runtime = FakeRuntime(held - {"launch"}, faults)
+        world = cls(runtime, FakeMonitor(runtime, held & {"launch"}), FakeStorage(faults))
+        if kill_exits:
+            runtime.on_kill = world._exit_on_sigkill
+        return world
+
+    def inject(self, verb: str, exc: BaseException) -> None:
+        """The next call of ``verb`` raises ``exc``."""
+        self.runtime.faults.add(verb, exc)
+
+    def _exit_on_sigkill(self, cid: str, sig: int) -> None:
+        if sig == KILL and cid in self.monitor.conmon_pids:
+            asyncio.get_running_loop().call_soon(self._exit_if_live, cid)
+
+    def _exit_if_live(self, cid: str) -> None:
+        if cid in self.monitor.conmon_pids:
+            self.monitor.exit(cid, 128 + KILL)
 
 
 def fake_engine(tmp_path: Path, world: FakeWorld) -> Engine:
