@@ -53,11 +53,18 @@ _pyctr() {
         create|run)
             flags="--name -e --env -w --workdir -u --user --hostname -l --label -v --volume
                 -m --memory --cpus --pids-limit --network --read-only --security-opt
-                --stop-signal --stop-timeout -t --tty -i --interactive --entrypoint"
+                --privileged --cap-add --cap-drop --ulimit --stop-signal --stop-timeout -t --tty -i --interactive --entrypoint"
             [[ $verb == run ]] && flags+=" -d --detach --rm --detach-keys"
             case $prev in
                 --network) mapfile -t COMPREPLY < <(compgen -W "none host" -- "$cur"); return ;;
-                --security-opt) mapfile -t COMPREPLY < <(compgen -W "no-new-privileges" -- "$cur"); return ;;
+                --security-opt) mapfile -t COMPREPLY < <(compgen -W "no-new-privileges seccomp=unconfined" -- "$cur"); return ;;
+                --cap-add|--cap-drop) mapfile -t COMPREPLY < <(compgen -W "ALL AUDIT_WRITE
+                    CHOWN DAC_OVERRIDE FOWNER FSETID KILL MKNOD NET_ADMIN NET_BIND_SERVICE
+                    NET_RAW SETFCAP SETGID SETPCAP SETUID SYS_ADMIN SYS_CHROOT SYS_PTRACE
+                    SYS_TIME" -- "$cur"); return ;;
+                --ulimit) compopt -o nospace 2>/dev/null
+                    mapfile -t COMPREPLY < <(compgen -W "nofile= nproc= core= memlock= stack="
+                    -- "$cur"); return ;;
                 -v|--volume) compopt -o nospace 2>/dev/null
                     mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;
                 --stop-signal) mapfile -t COMPREPLY < <(compgen -W "SIGTERM SIGINT SIGQUIT
@@ -72,7 +79,8 @@ _pyctr() {
                 case ${words[j]} in
                     --name|-e|--env|-w|--workdir|-u|--user|--hostname|-l|--label|-v|--volume|\
                     -m|--memory|--cpus|--pids-limit|--network|--stop-signal|--stop-timeout|\
-                    --entrypoint|--detach-keys) j=$((j + 1)) ;;
+                    --entrypoint|--detach-keys|--security-opt|--cap-add|--cap-drop|--ulimit)
+                        j=$((j + 1)) ;;
                     -*) ;;
                     *) seen_image=1; break ;;
                 esac

@@ -145,7 +145,34 @@ FLAG_OPTIONS: dict[str, str] = {
     "read_only": "read_only", "stop_signal": "stop_signal", "stop_timeout": "stop_timeout",
     "tty": "terminal", "interactive": "stdin",
     "security-opt no-new-privileges": "no_new_privileges",
+    "privileged": "privileged", "cap_add": "cap_add", "cap_drop": "cap_drop",
+    "security-opt seccomp": "seccomp", "ulimit": "ulimits",
 }
+UNLIMITED = (1 << 64) - 1  # RLIM_INFINITY; podman's -1 and "unlimited"
+
+
+def parse_capabilities(items: list[str]) -> list[str]:
+    """--cap-add/--cap-drop, repeatable and comma-separated as podman takes them."""
+    return [name.strip() for item in items for name in item.split(",") if name.strip()]
+
+
+def _limit(text: str, spec: str) -> int:
+    if text in ("-1", "unlimited"):
+        return UNLIMITED
+    if not text.isdigit():
+        raise CliError(f"invalid --ulimit {spec!r}: limits are numbers, -1 or unlimited")
+    return int(text)
+
+
+def parse_ulimit(spec: str) -> tuple[str, int, int]:
+    """--ulimit NAME=SOFT[:HARD] (podman's form); HARD defaults to SOFT."""
+    name, sep, limits = spec.partition("=")
+    if not sep or not name or not limits:
+        raise CliError(f"invalid --ulimit {spec!r}: give NAME=SOFT[:HARD], e.g. "
+                       "nofile=1024:2048")
+    soft_text, _, hard_text = limits.partition(":")
+    soft = _limit(soft_text, spec)
+    return name, soft, _limit(hard_text, spec) if hard_text else soft
 
 
 def flag_values(args: argparse.Namespace,
@@ -186,19 +213,34 @@ def flag_values(args: argparse.Namespace,
         given["tty"] = True
     if args.interactive:
         given["interactive"] = True
+    if args.privileged:
+        given["privileged"] = True
+    if args.cap_add:
+        given["cap_add"] = parse_capabilities(args.cap_add)
+    if args.cap_drop:
+        given["cap_drop"] = parse_capabilities(args.cap_drop)
+    if args.ulimit:
+        given["ulimit"] = [parse_ulimit(u) for u in args.ulimit]
     given.update(parse_security_opts(args.security_opt))
     return given
 
 
 def parse_security_opts(items: list[str]) -> dict[str, Any]:
-    """--security-opt as podman takes it: "no-new-privileges" or "...=true|false".
+    """--security-opt as podman takes it: "no-new-privileges" or "...=true|false",
+    "seccomp=unconfined" (or "seccomp=default"; pyctr takes no profile files).
     Keyed as in FLAG_OPTIONS ("security-opt <name>")."""
     given: dict[str, Any] = {}
     for item in items:
         name, sep, value = item.partition("=")
+        if name == "seccomp":
+            if value not in ("unconfined", "default"):
+                raise CliError(f"unsupported --security-opt {item!r}: pyctr knows "
+                               "seccomp=unconfined and seccomp=default (no profile files)")
+            given["security-opt seccomp"] = value
+            continue
         if name != "no-new-privileges":
             raise CliError(f"unsupported --security-opt {item!r}: pyctr knows "
-                           "no-new-privileges")
+                           "no-new-privileges and seccomp=unconfined")
         if sep and value not in ("true", "false"):
             raise CliError(f"invalid --security-opt {item!r}: give true or false")
         given[f"security-opt {name}"] = value != "false"

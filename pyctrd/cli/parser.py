@@ -49,7 +49,18 @@ def _container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-only", action="store_true",
                    help="mount the root filesystem read-only")
     p.add_argument("--security-opt", action="append", default=[], metavar="OPT",
-                   help="security option: no-new-privileges[=true|false] (repeatable)")
+                   help="security option: no-new-privileges[=true|false] or "
+                   "seccomp=unconfined (repeatable)")
+    p.add_argument("--privileged", action="store_true",
+                   help="all capabilities, the host's devices, no seccomp filter")
+    p.add_argument("--cap-add", action="append", default=[], metavar="CAP",
+                   help="add capabilities, e.g. NET_ADMIN or ALL (repeatable, or "
+                   "comma-separated)")
+    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP",
+                   help="drop capabilities, e.g. CHOWN or ALL (repeatable, or comma-separated)")
+    p.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
+                   help="a resource limit, e.g. nofile=1024:2048; -1 is unlimited "
+                   "(repeatable)")
     p.add_argument("--stop-signal", metavar="SIGNAL",
                    help="signal that stop sends first (default SIGTERM)")
     p.add_argument("--stop-timeout", type=int, metavar="SECONDS",

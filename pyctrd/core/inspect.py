@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pyctrd.core.state import State
 
 if TYPE_CHECKING:
+    from pyctrd.core.config import ContainerConfig
     from pyctrd.core.container import Container
 
 
@@ -56,6 +57,12 @@ def inspect(container: "Container", runtime_name: str) -> dict[str, Any]:
             "PidsLimit": cfg.pids_limit,
             "NetworkMode": cfg.network,
             "ReadonlyRootfs": cfg.read_only,
+            # podman's names; Capabilities is the resolved set (older records: None).
+            "Privileged": cfg.privileged,
+            "Capabilities": cfg.capabilities,
+            "SecurityOpt": _security_opts(cfg),
+            "Ulimits": [{"Name": f"RLIMIT_{name.upper()}", "Soft": soft, "Hard": hard}
+                        for name, soft, hard in cfg.ulimits or ()],
         },
         "Mounts": [{"Source": src, "Destination": dst, "Options": opts.split(",")
                     if opts else []} for src, dst, opts in cfg.mounts],
@@ -72,6 +79,13 @@ def inspect(container: "Container", runtime_name: str) -> dict[str, Any]:
         "OCIRuntime": runtime_name,
         "OCISpec": _read_json(bundle / "config.json"),
     }
+
+
+def _security_opts(cfg: "ContainerConfig") -> list[str]:
+    opts = [f"seccomp={cfg.seccomp}"]
+    if cfg.no_new_privileges:
+        opts.append("no-new-privileges")
+    return opts
 
 
 def rfc3339(us: int) -> str:

@@ -1,15 +1,20 @@
 """The OCI runtime spec (config.json) for a container."""
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyctrd.oci import capabilities, rlimits, seccomp
+
 # The default capability set podman grants.
-DEFAULT_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_NET_BIND_SERVICE", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP",
-    "CAP_SETUID", "CAP_SYS_CHROOT",
-]
+DEFAULT_CAPS = list(capabilities.DEFAULT_CAPS)
+SECCOMP_DEFAULT, SECCOMP_UNCONFINED = "default", "unconfined"
+# /dev entries a privileged container does not get from the host (podman's list:
+# runc makes its own pts, shm, mqueue and console).
+_HOST_DEV_SKIP = {"pts", "shm", "fd", "mqueue", "console", "ptmx", ".lxc", ".lxd-mounts",
+                  ".udev"}
 
 MASKED_PATHS = [
     "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -43,10 +48,17 @@ class SpecInput:
     pids_limit: int = 0
     annotations: dict[str, str] = field(default_factory=dict)
     no_new_privileges: bool = False
+    # None: podman's default set; the caller resolves cap_add/cap_drop/privileged.
+    capabilities: list[str] | None = None
+    privileged: bool = False
+    seccomp: str = SECCOMP_DEFAULT
+    # (name, soft, hard), already resolved; None: the defaults.
+    ulimits: list[tuple[str, int, int]] | None = None
 
 
 def build_spec(inp: SpecInput) -> dict[str, Any]:
-    caps = list(DEFAULT_CAPS)
+    caps = list(DEFAULT_CAPS if inp.capabilities is None else inp.capabilities)
+    ulimits = rlimits.resolve([]) if inp.ulimits is None else inp.ulimits
     env = list(inp.env)
     if not any(e.startswith("PATH=") for e in env):
         env.insert(0, f"PATH={DEFAULT_PATH}")
@@ -55,6 +67,20 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if not inp.network_host:
         namespaces.append({"type": "network"})
+    linux: dict[str, Any] = {
+        "cgroupsPath": f"/pyctrd/{inp.cid}",
+        "resources": _resources(inp),
+        "namespaces": namespaces,
+    }
+    if inp.privileged:
+        # podman --privileged: the host's devices, nothing masked or read-only.
+        linux["devices"] = host_devices()
+    else:
+        linux["maskedPaths"] = MASKED_PATHS
+        linux["readonlyPaths"] = READONLY_PATHS
+    if inp.seccomp == SECCOMP_DEFAULT:
+        # Resolved against the bounding set, as containers-common does.
+        linux["seccomp"] = seccomp.default_profile(caps)
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -64,20 +90,14 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
             "env": env,
             "cwd": inp.cwd or "/",
             "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "rlimits": rlimits.spec_rlimits(ulimits),
             "noNewPrivileges": inp.no_new_privileges,
         },
         "root": {"path": str(inp.rootfs), "readonly": inp.read_only},
         "hostname": inp.hostname,
         "mounts": _mounts(inp),
         "annotations": inp.annotations,
-        "linux": {
-            "cgroupsPath": f"/pyctrd/{inp.cid}",
-            "resources": _resources(inp),
-            "namespaces": namespaces,
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-        },
+        "linux": linux,
     }
 
 
@@ -94,7 +114,7 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         "options": ["nosuid", "noexec", "nodev", "ro"]},
+         "options": ["nosuid", "noexec", "nodev", "rw" if inp.privileged else "ro"]},
     ]
     for source, destination, options in inp.mounts:
         opts = [o for o in options.split(",") if o]
@@ -106,7 +126,8 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
 
 
 def _resources(inp: SpecInput) -> dict[str, Any]:
-    resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    resources: dict[str, Any] = {
+        "devices": [{"allow": inp.privileged, "access": "rwm"}]}
     if inp.memory_limit:
         resources["memory"] = {"limit": inp.memory_limit}
     if inp.cpu_quota:
@@ -114,3 +135,37 @@ def _resources(inp: SpecInput) -> dict[str, Any]:
     if inp.pids_limit:
         resources["pids"] = {"limit": inp.pids_limit}
     return resources
+
+
+def host_devices(root: Path = Path("/dev"), max_entries: int = 10_000) -> list[dict[str, Any]]:
+    """The host's character and block devices under ``root`` as linux.devices
+    entries (a bounded, iterative walk; symlinks are not followed)."""
+    found: list[dict[str, Any]] = []
+    pending = [root]
+    seen = 0
+    while pending and seen < max_entries:
+        directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            if seen > max_entries:
+                break
+            if entry.name in _HOST_DEV_SKIP and directory == root:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                pending.append(Path(entry.path))
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                found.append({
+                    "path": entry.path, "type": "c" if stat.S_ISCHR(st.st_mode) else "b",
+                    "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                    "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
+                })
+    found.sort(key=lambda d: str(d["path"]))
+    return found

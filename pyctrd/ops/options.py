@@ -20,6 +20,10 @@ from pyctrd.errors import InvalidArgument
 
 UINT32_MAX = (1 << 32) - 1
 UINT64_MAX = (1 << 64) - 1
+INT64_MAX = (1 << 63) - 1
+MEMORY_MIN = 6 << 20  # podman's floor: less cannot start a container
+PIDS_MAX = 1 << 22  # the kernel's PID_MAX_LIMIT; pids.max takes no more
+SECCOMP_VALUES = ("default", "unconfined")
 
 
 @dataclass
@@ -31,12 +35,22 @@ class Mount:
     options: str  # comma-separated, e.g. "ro,bind"
 
 
+@dataclass
+class Ulimit:
+    """One resource limit: a(stt) on D-Bus."""
+
+    name: str  # as podman's --ulimit: "nofile", "nproc", "core", ...
+    soft: int
+    hard: int
+
+
 # D-Bus signature → (Varlink/Python type, struct dataclass for a(...) items)
 _TYPES: dict[str, Any] = {
     "s": str, "b": bool, "u": int, "t": int, "d": float,
     "as": list[str], "a{ss}": dict[str, str], "a(sss)": list[Mount],
+    "a(stt)": list[Ulimit],
 }
-_STRUCTS: dict[str, type] = {"a(sss)": Mount}
+_STRUCTS: dict[str, type] = {"a(sss)": Mount, "a(stt)": Ulimit}
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,38 @@ def _finite_non_negative(what: str) -> Callable[[Any], None]:
     return check
 
 
+def _memory(value: int) -> None:
+    # runc reads the limit as an int64; the kernel refuses less than a few pages
+    # and podman less than 6 MiB.
+    if value and not MEMORY_MIN <= value <= INT64_MAX:
+        raise InvalidArgument(f"memory_limit {value} is out of range: 0 (no limit) or "
+                              f"{MEMORY_MIN}..{INT64_MAX} bytes")
+
+
+def _pids(value: int) -> None:
+    if value > PIDS_MAX:
+        raise InvalidArgument(f"pids_limit {value} is out of range: 0 (no limit) or "
+                              f"1..{PIDS_MAX}")
+
+
+def _seccomp(value: str) -> None:
+    if value not in SECCOMP_VALUES:
+        raise InvalidArgument(f"seccomp {value!r}: use 'default' or 'unconfined'")
+
+
+def _ulimits(value: list[tuple[str, int, int]]) -> None:
+    # Names and the host's ceilings are checked at create (pyctrd.oci.rlimits).
+    for name, soft, hard in value:
+        if soft > hard:
+            raise InvalidArgument(f"ulimit {name!r}: soft limit {soft} is above the hard "
+                                  f"limit {hard}")
+
+
+def _caps(value: list[str]) -> None:
+    if any(not name.strip() for name in value):
+        raise InvalidArgument("capability names must not be empty")
+
+
 OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("name", ("s",), "unique name (default: a generated adjective_noun)"),
     Option("labels", ("a{ss}",), "labels, shown as the Labels property"),
@@ -73,13 +119,26 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("read_only", ("b",), "mount the root filesystem read-only"),
     Option("mounts", ("a(sss)",), "bind mounts (source, destination, options such as "
            "\"ro,bind\")"),
-    Option("memory_limit", ("t",), "memory limit in bytes (0: none)"),
+    Option("memory_limit", ("t",), f"memory limit in bytes (0: none; else {MEMORY_MIN}.."
+           "2^63-1)", _memory),
     Option("cpu_quota", ("d",), "CPUs' worth of time, e.g. 0.5 (0: no limit)",
            _finite_non_negative("cpu_quota")),
-    Option("pids_limit", ("t",), "most processes at once (0: no limit)"),
+    Option("pids_limit", ("t",), f"most processes at once (0: no limit; at most {PIDS_MAX})",
+           _pids),
     Option("network", ("s",), "\"none\" (the default) or \"host\""),
     Option("no_new_privileges", ("b",), "set the no_new_privs bit: setuid and file "
            "capabilities gain the process nothing"),
+    Option("privileged", ("b",), "all capabilities pyctrd has, the host's devices, no "
+           "seccomp filter, nothing masked: as podman's privileged flag"),
+    Option("cap_add", ("as",), "capabilities to add (\"NET_ADMIN\" or \"CAP_NET_ADMIN\"; "
+           "\"ALL\")", _caps),
+    Option("cap_drop", ("as",), "capabilities to drop (as cap_add; \"ALL\" keeps only "
+           "those added)", _caps),
+    Option("seccomp", ("s",), "\"default\" (containers-common's profile; the default "
+           "unless privileged) or \"unconfined\"", _seccomp),
+    Option("ulimits", ("a(stt)",), "resource limits (name such as \"nofile\", soft, hard); "
+           "nofile and nproc default to podman's 1048576 or pyctrd's own hard limit if "
+           "lower", _ulimits),
 )}
 
 # What an integer of each D-Bus type may hold; a Varlink int has no such bound.
@@ -123,6 +182,16 @@ def _check_typed(option: Option, signature: str, value: Any) -> Any:
                 and all(isinstance(part, str) for part in item) for item in value):
             raise InvalidArgument(f"option {name!r} must be a list of "
                                   "(source, destination, options)")
+        return [tuple(item) for item in value]
+    if signature == "a(stt)":
+        if not isinstance(value, list) or not all(
+                isinstance(item, list | tuple) and len(item) == 3
+                and isinstance(item[0], str)
+                and all(isinstance(n, int) and not isinstance(n, bool) for n in item[1:])
+                for item in value):
+            raise InvalidArgument(f"option {name!r} must be a list of (name, soft, hard)")
+        if any(not 0 <= n <= UINT64_MAX for item in value for n in item[1:]):
+            raise InvalidArgument(f"option {name!r}: a limit is out of range 0..{UINT64_MAX}")
         return [tuple(item) for item in value]
     raise AssertionError(f"no check for signature {signature}")
 

@@ -146,3 +146,91 @@ async def test_oom_leaves_no_file_in_daemon_cwd(bus, daemon):
     _, code = await run_to_exit(bus, MEMORY_HOG, memory_limit=16 * 1024 * 1024)
     assert code == 137
     assert not stray.exists(), f"conmon wrote {stray} into the daemon's working directory"
+
+
+# issue 13: a value accepted at create never makes Start fail for being invalid.
+# Each case is at the edge of what CreateContainer accepts; each starts and exits 0.
+INT64_MAX = (1 << 63) - 1
+ACCEPTED_EDGES = [
+    {"memory_limit": 6 << 20},
+    {"memory_limit": INT64_MAX},
+    {"cpu_quota": 0.01},
+    {"cpu_quota": float((os.cpu_count() or 1) * 1000)},
+    {"pids_limit": 1 << 22},
+    {"hostname": "h" * 64},
+    {"user": "2147483647:2147483647"},  # runc's largest id
+    {"env": ["K=" + "v" * ((32 << 12) - 3)]},  # the longest string execve takes
+    {"labels": {"k": "v" * 60_000}},
+    {"stop_signal": "SIGRTMAX", "stop_timeout": (1 << 32) - 1},
+    {"mounts": [("{tmp}", "/a/b/c/d", "ro")]},
+    {"ulimits": [("nofile", 64, 64), ("as", 4 << 30, 4 << 30), ("data", 1 << 30, 1 << 30),
+                 ("cpu", 1, 1), ("nproc", 0, 0), ("locks", 0, 0)]},
+    {"ulimits": [("nofile", "{hard}", "{hard}"), ("core", 0, (1 << 64) - 1)]},
+    {"cap_drop": ["ALL"]},
+    {"cap_add": ["ALL"]},
+    {"privileged": True},
+    {"seccomp": "unconfined"},
+]
+
+
+@pytest.mark.parametrize("options", ACCEPTED_EDGES,
+                         ids=["-".join(sorted(o)) + str(i) for i, o in enumerate(ACCEPTED_EDGES)])
+async def test_accepted_edge_values_start(bus, tmp_path, options):
+    hard = int(Path("/proc/self/limits").read_text().split("Max open files")[1].split()[1])
+    given = dict(options)
+    if "mounts" in given:
+        given["mounts"] = [(str(tmp_path), dst, opts) for _src, dst, opts in given["mounts"]]
+    if "ulimits" in given:
+        given["ulimits"] = [(n, hard if s == "{hard}" else s, hard if h == "{hard}" else h)
+                            for n, s, h in given["ulimits"]]
+    command = ["/bin/true"] if "pids_limit" in given else ["sh", "-c", "exit 0"]
+    _, code = await run_to_exit(bus, command, **given)
+    assert code == 0
+
+
+REFUSED_EDGES = [
+    ({"cpu_quota": float("nan")}, "cpu_quota"),
+    ({"cpu_quota": 0.005}, "cpu_quota"),
+    ({"memory_limit": (1 << 64) - 1}, "memory_limit"),
+    ({"memory_limit": (6 << 20) - 1}, "memory_limit"),
+    ({"pids_limit": (1 << 22) + 1}, "pids_limit"),
+    ({"user": "99999999999999999999"}, "uid and gid"),
+    ({"user": "4294967294"}, "uid and gid"),
+    ({"ulimits": [("nofile", 63, 64)]}, "least"),
+    ({"ulimits": [("as", 1 << 20, 1 << 30)]}, "least"),
+    ({"ulimits": [("cpu", 0, 0)]}, "least"),
+    ({"hostname": "h" * 1000}, "hostname"),
+    ({"hostname": "h" * 65}, "hostname"),
+    ({"mounts": [("{tmp}", "/proc", "")]}, "mount destination"),
+    ({"mounts": [("{tmp}", "/proc/sys/kernel", "")]}, "mount destination"),
+    ({"mounts": [("{tmp}", "/", "")]}, "mount destination"),
+    ({"mounts": [("{tmp}", "/x/../dev", "")]}, "mount destination"),
+    ({"env": ["K=" + "v" * (32 << 12)]}, "env"),
+    ({"labels": {"k": "v" * (64 << 10)}}, "labels and annotations"),
+    ({"cap_add": ["CAP_NOSUCH"]}, "unknown capability"),
+    ({"cap_add": ["SYS_RESOURCE"]}, "bounding set"),
+    ({"ulimits": [("nofile", 2, 1)]}, "soft limit"),
+    ({"ulimits": [("nofile", 64, (1 << 64) - 1)]}, "cannot raise"),
+    ({"ulimits": [("bogus", 1, 1)]}, "unknown ulimit"),
+    ({"seccomp": "runtime/default"}, "seccomp"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), REFUSED_EDGES,
+                         ids=[f"{'-'.join(o)}{i}" for i, (o, _m) in enumerate(REFUSED_EDGES)])
+async def test_refused_at_create_with_nothing_made(bus, tmp_path, options, message):
+    if "SYS_RESOURCE" in str(options) and "CAP_SYS_RESOURCE" in _bounding_names():
+        pytest.skip("this host's root has CAP_SYS_RESOURCE")
+    given = dict(options)
+    if "mounts" in given:
+        given["mounts"] = [(str(tmp_path), dst, opts) for _src, dst, opts in given["mounts"]]
+    (before,) = await bus.manager("ListContainers")
+    err = await bus.fails(bus.create(["true"], **given))
+    assert err.type == "org.pyctrd1.Error.InvalidArgument", (err.type, err.text)
+    assert message in err.text
+    assert (await bus.manager("ListContainers")) == [before]
+
+
+def _bounding_names() -> set[str]:
+    from pyctrd.oci.capabilities import bounding_set
+    return set(bounding_set())

@@ -190,3 +190,27 @@ async def test_without_polkitd_only_root_is_allowed(env: Env, root: Client) -> N
     (result,) = as_user(env, env.member, start(path))
     assert result == {"reply": []}
     await root.ctr(path, "Stop", "u", [0])
+
+
+@pytest.mark.parametrize("escape", [
+    {"seccomp": {"variant": ["s", "unconfined"]}},
+    {"privileged": {"variant": ["b", True]}},
+    {"cap_add": {"variant": ["as", ["SYS_ADMIN"]]}},
+    {"mounts": {"variant": ["a(sss)", [["/", "/host", ""]]]}},
+], ids=["seccomp", "privileged", "cap_add", "mounts"])
+async def test_the_example_grants_confined_creates_only(
+        env: Env, root: Client, escape: dict[str, Any]) -> None:
+    """Issue 13: the shipped rules make a member able to create containers, but
+    not root-equivalent ones (create-privileged stays auth_admin)."""
+    (before,) = await root.manager("ListContainers")
+    confined, escaping = ({"path": MANAGER_PATH, "interface": MANAGER,
+                           "member": "CreateContainer", "signature": "sasa{sv}",
+                           "body": ["busybox", SLEEPER, options]}
+                          for options in ({}, escape))
+    denied, created = as_user(env, env.member, escaping, confined)
+    assert denied.get("error") == INTERACTIVE_REQUIRED, denied
+    assert "org.pyctrd1.container.create-privileged" in denied["message"]
+    assert "reply" in created, created
+    root.created.append(created["reply"][0])
+    (after,) = await root.manager("ListContainers")
+    assert len(after) == len(before) + 1

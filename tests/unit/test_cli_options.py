@@ -12,6 +12,7 @@ from pyctrd.cli.format import container_status, human_duration, human_size, spli
 from pyctrd.cli.logstream import overlap, parse_record
 from pyctrd.cli.options import (
     FLAG_OPTIONS,
+    UNLIMITED,
     container_command,
     create_options,
     parse_cpus,
@@ -19,6 +20,7 @@ from pyctrd.cli.options import (
     parse_env,
     parse_labels,
     parse_memory,
+    parse_ulimit,
     parse_volume,
 )
 from pyctrd.cli.parser import build_parser
@@ -125,14 +127,20 @@ def test_every_flag_maps_to_an_option_the_daemon_accepts() -> None:
                  "--hostname", "box", "-l", "a=b", "-v", "/src:/dst:ro", "--memory", "512m",
                  "--cpus", "0.5", "--pids-limit", "64", "--network", "host", "--read-only",
                  "--stop-signal", "SIGINT", "--stop-timeout", "5", "-t", "-i",
-                 "--security-opt", "no-new-privileges", "busybox")
+                 "--security-opt", "no-new-privileges", "--privileged", "--cap-add",
+                 "net_admin,SYS_TIME", "--cap-add", "CAP_MKNOD", "--cap-drop", "ALL",
+                 "--security-opt", "seccomp=unconfined", "--ulimit", "nofile=1024:2048",
+                 "--ulimit", "core=-1", "busybox")
     options = create_options(args, environ={"HOME": "/root"})
     assert decode_dbus({k: (v.signature, v.value) for k, v in options.items()}) == {
         "name": "web", "env": ["A=1", "HOME=/root"], "workdir": "/srv", "user": "1000:1000",
         "hostname": "box", "labels": {"a": "b"}, "mounts": [("/src", "/dst", "ro")],
         "memory_limit": 512 * MiB, "cpu_quota": 0.5, "pids_limit": 64, "network": "host",
         "read_only": True, "stop_signal": "SIGINT", "stop_timeout": 5, "terminal": True,
-        "stdin": True, "no_new_privileges": True,
+        "stdin": True, "no_new_privileges": True, "privileged": True,
+        "cap_add": ["net_admin", "SYS_TIME", "CAP_MKNOD"], "cap_drop": ["ALL"],
+        "seccomp": "unconfined", "ulimits": [("nofile", 1024, 2048), ("core", UNLIMITED,
+                                                                      UNLIMITED)],
     }
     # every option but these has a flag; a new option gets one or joins the list
     assert set(options) == set(OPTIONS) - {"annotations"}
@@ -156,7 +164,33 @@ def test_security_opt_no_new_privileges(given: list[str], expected: bool) -> Non
     assert create_options(args)["no_new_privileges"].value is expected
 
 
-@pytest.mark.parametrize("bad", ["seccomp=nosuch", "no-new-privileges=yes", "label=x"])
+@pytest.mark.parametrize("given,expected", [(["seccomp=unconfined"], "unconfined"),
+                                            (["seccomp=default"], "default")])
+def test_security_opt_seccomp(given: list[str], expected: str) -> None:
+    args = _args(*[a for g in given for a in ("--security-opt", g)], "busybox")
+    assert create_options(args)["seccomp"].value == expected
+
+
+@pytest.mark.parametrize("given,expected", [
+    ("nofile=1024:2048", ("nofile", 1024, 2048)), ("nofile=10", ("nofile", 10, 10)),
+    ("core=unlimited", ("core", UNLIMITED, UNLIMITED)), ("nproc=5:-1", ("nproc", 5, UNLIMITED))])
+def test_ulimit(given: str, expected: tuple[str, int, int]) -> None:
+    assert parse_ulimit(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["nofile", "nofile=", "=1", "nofile=a:b", "nofile=1:x"])
+def test_ulimit_refuses_malformed(bad: str) -> None:
+    with pytest.raises(CliError, match="ulimit"):
+        parse_ulimit(bad)
+
+
+def test_ulimit_soft_above_hard_is_refused_before_sending() -> None:
+    with pytest.raises(CliError, match="soft limit 2048 is above the hard limit 1024"):
+        create_options(_args("--ulimit", "nofile=2048:1024", "busybox"))
+
+
+@pytest.mark.parametrize("bad", ["seccomp=nosuch", "seccomp=/etc/profile.json",
+                                 "no-new-privileges=yes", "label=x"])
 def test_security_opt_refuses_what_it_does_not_know(bad: str) -> None:
     with pytest.raises(CliError, match="security-opt"):
         create_options(_args("--security-opt", bad, "busybox"))

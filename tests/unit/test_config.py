@@ -1,19 +1,27 @@
 """pyctrd.core.config: options and the image resolved into a ContainerConfig."""
 
 import json
+import os
 import re
 
 import pytest
 
 from pyctrd.core import namegen as names
 from pyctrd.core.config import (
+    COMMAND_MAX,
     DEFAULT_STOP_TIMEOUT,
+    ID_MAX,
+    LABELS_MAX,
     NAME_RE,
     ContainerConfig,
     build_config,
 )
 from pyctrd.core.image import Image
 from pyctrd.errors import InvalidArgument
+from pyctrd.oci import capabilities, rlimits
+from pyctrd.oci.capabilities import CAPABILITIES, DEFAULT_CAPS
+from pyctrd.oci.spec import SpecInput, build_spec
+from pyctrd.ops.options import OPTIONS, decode_dbus, encode_dbus
 from pyctrd.storage.etcfiles import resolve_user
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
@@ -410,3 +418,265 @@ def test_record_round_trip(root, tmp_path):
     assert isinstance(again.mounts[0], tuple)
     # from_record does not modify its argument
     assert isinstance(decoded["mounts"][0], list)
+
+
+# issue 13: every option value checked at create; an accepted one builds a spec
+
+
+def test_record_round_trip_with_security_options(root):
+    cfg = build(root, name="web", cap_add=["NET_ADMIN"], ulimits=[("nofile", 100, 200)],
+                seccomp="unconfined")
+    again = ContainerConfig.from_record(json.loads(json.dumps(cfg.to_record())))
+    assert again == cfg
+    assert ("nofile", 100, 200) in again.ulimits
+
+
+def test_records_without_the_new_fields_load(root):
+    record = build(root, name="web").to_record()
+    for key in ("privileged", "capabilities", "seccomp", "ulimits"):
+        del record[key]
+    cfg = ContainerConfig.from_record(record)
+    assert cfg.capabilities is None and cfg.ulimits is None and cfg.seccomp == "default"
+
+
+def test_security_defaults(root):
+    cfg = build(root, name="web")
+    assert cfg.capabilities == sorted(DEFAULT_CAPS, key=CAPABILITIES.index)
+    assert cfg.seccomp == "default" and not cfg.privileged
+    limits = {name: (soft, hard) for name, soft, hard in cfg.ulimits}
+    assert set(limits) == {"nofile", "nproc"}
+    for name, (soft, hard) in limits.items():
+        assert soft == hard == min(1_048_576, rlimits.current(name)[1])
+
+
+def test_privileged_has_the_bounding_set_and_no_filter(root):
+    cfg = build(root, name="web", privileged=True)
+    assert cfg.capabilities == list(capabilities.bounding_set())
+    assert cfg.seccomp == "unconfined"
+    assert build(root, privileged=True, seccomp="default").seccomp == "default"
+
+
+@pytest.mark.parametrize(("add", "drop", "expected"), [
+    (["NET_ADMIN"], [], {*DEFAULT_CAPS, "CAP_NET_ADMIN"}),
+    (["cap_net_admin", "sys_time"], ["CHOWN"],
+     {*DEFAULT_CAPS, "CAP_NET_ADMIN", "CAP_SYS_TIME"} - {"CAP_CHOWN"}),
+    ([], ["ALL"], set()),
+    (["KILL"], ["all"], {"CAP_KILL"}),
+])
+def test_cap_add_and_drop(root, add, drop, expected):
+    assert set(build(root, cap_add=add, cap_drop=drop).capabilities) == expected
+
+
+def test_cap_add_all_is_the_bounding_set(root):
+    assert build(root, cap_add=["ALL"]).capabilities == list(capabilities.bounding_set())
+
+
+@pytest.mark.parametrize(("add", "drop", "message"), [
+    (["NOSUCH"], [], "unknown capability"),
+    (["CAP_"], [], "unknown capability"),
+    ([], ["CAP_NET_ADMINX"], "unknown capability"),
+    (["ALL"], ["ALL"], "together"),
+    (["NET_ADMIN"], ["net_admin"], "both added and dropped"),
+])
+def test_bad_capabilities(root, add, drop, message):
+    with pytest.raises(InvalidArgument, match=message):
+        build(root, cap_add=add, cap_drop=drop)
+
+
+def test_a_capability_the_daemon_lacks_is_refused(root, monkeypatch):
+    monkeypatch.setattr(capabilities, "bounding_set", lambda: tuple(DEFAULT_CAPS))
+    with pytest.raises(InvalidArgument, match="CAP_SYS_ADMIN is not in pyctrd's own"):
+        build(root, cap_add=["SYS_ADMIN"])
+
+
+@pytest.mark.parametrize(("ulimits", "message"), [
+    ([("nosuch", 1, 1)], "unknown ulimit"),
+    ([("NOFILE", 1, 1)], "unknown ulimit"),
+    ([("nofile", 2, 1)], "soft limit 2 is above"),
+    ([("nofile", 64, 64), ("nofile", 64, 64)], "given twice"),
+    ([("nofile", 0, 0)], "below 64"),
+    ([("as", 1 << 20, 1 << 20)], "below"),
+])
+def test_bad_ulimits(root, ulimits, message):
+    with pytest.raises(InvalidArgument, match=message):
+        build(root, ulimits=ulimits)
+
+
+def test_nofile_is_held_to_the_kernels_nr_open(root, monkeypatch):
+    monkeypatch.setattr(rlimits, "can_raise", lambda: True)
+    monkeypatch.setattr(rlimits, "nr_open", lambda: 4096)
+    assert rlimits.defaults()["nofile"] == (4096, 4096)
+    with pytest.raises(InvalidArgument, match="nr_open"):
+        build(root, ulimits=[("nofile", 64, 4097)])
+    assert build(root, ulimits=[("core", 0, (1 << 64) - 1)])
+
+
+def test_ulimit_above_the_daemons_hard_limit_is_refused(root, monkeypatch):
+    monkeypatch.setattr(rlimits, "can_raise", lambda: False)
+    hard = rlimits.current("nofile")[1]
+    assert build(root, ulimits=[("nofile", hard, hard)])
+    with pytest.raises(InvalidArgument, match="cannot raise"):
+        build(root, ulimits=[("nofile", 64, hard + 1)])
+
+
+@pytest.mark.parametrize("hostname", ["a" * 64, "box-1.example.org", "A1", "x"])
+def test_good_hostnames(root, hostname):
+    assert build(root, hostname=hostname).hostname == hostname
+
+
+@pytest.mark.parametrize("hostname", ["a" * 65, "a" * 1000, "-box", "box-", "a..b", "a_b",
+                                      "box one", "bøx", "a\0b", ".box", "box."])
+def test_bad_hostnames(root, hostname):
+    with pytest.raises(InvalidArgument, match="hostname"):
+        build(root, hostname=hostname)
+
+
+@pytest.mark.parametrize("user", ["99999999999999999999", "4294967295", "0:4294967295",
+                                  "2147483648", "0:2147483648"])
+def test_uid_gid_beyond_the_kernels(root, user):
+    with pytest.raises(InvalidArgument, match="uid and gid"):
+        build(root, user=user)
+
+
+def test_uid_gid_at_the_kernels_end(root):
+    cfg = build(root, user="2147483647:2147483647")
+    assert (cfg.uid, cfg.gid) == (ID_MAX, ID_MAX)
+
+
+def test_size_limits(root):
+    build(root, labels={"k": "v" * (LABELS_MAX - 4 - 64)})  # image labels take the rest
+    with pytest.raises(InvalidArgument, match="labels and annotations"):
+        build(root, labels={"k": "v" * (LABELS_MAX // 2)},
+              annotations={"a": "v" * (LABELS_MAX // 2)})
+    build(root, command=["x" * (COMMAND_MAX - 1)])
+    with pytest.raises(InvalidArgument, match="command"):
+        build(root, command=["x" * COMMAND_MAX])
+    with pytest.raises(InvalidArgument, match="env"):
+        build(root, env=[f"K{i}=" + "v" * 100_000 for i in range(11)])
+    with pytest.raises(InvalidArgument, match="NUL"):
+        build(root, command=["a\0b"])
+
+
+@pytest.mark.parametrize("destination", [
+    "/", "/proc", "/proc/sys", "/sys", "/sys/fs/cgroup", "/dev", "/dev/shm", "/data/",
+    "/data/../proc", "/a/./b", "//data", "data", "", "/d\0x"])
+def test_refused_mount_destinations(root, tmp_path, destination):
+    with pytest.raises(InvalidArgument, match=r"mount destination|NUL"):
+        build(root, mounts=[(str(tmp_path), destination, "")])
+
+
+@pytest.mark.parametrize("destination", ["/data", "/processes", "/system", "/devices",
+                                         "/a/b/c"])
+def test_accepted_mount_destinations(root, tmp_path, destination):
+    assert build(root, mounts=[(str(tmp_path), destination, "")]).mounts
+
+
+@pytest.mark.parametrize("cpus", [0.001, 0.0099])
+def test_cpu_quota_below_the_kernels_least(root, cpus):
+    with pytest.raises(InvalidArgument, match="cpu_quota"):
+        build(root, cpu_quota=cpus)
+
+
+# Boundary values of every option: (value, accepted?). Each goes through the
+# schema (as a D-Bus value) and build_config; what is accepted must build a spec
+# that runc can take (checked further by tests/integration/test_options.py).
+INT64_MAX = (1 << 63) - 1
+BOUNDARIES: dict[str, list[tuple[object, bool]]] = {
+    "name": [("a" * 128, True), ("a" * 129, False), ("-x", False)],
+    "labels": [({"k": "v" * 60_000}, True), ({"k": "v" * (LABELS_MAX + 1)}, False)],
+    "annotations": [({"k": "v" * 60_000}, True), ({"k": "v" * (LABELS_MAX + 1)}, False)],
+    "env": [(["K=" + "v" * 100_000], True), (["K=" + "v" * 200_000], False),
+            ([f"K{i}=" + "v" * 120_000 for i in range(9)], False), (["=v"], False)],
+    "workdir": [("/" + "d" * 4000, True), ("/" + "d" * 5000, False), ("rel", False)],
+    "user": [("2147483647", True), ("2147483648", False), ("4294967294", False),
+             ("99999999999999999999", False), ("0:0", True)],
+    "hostname": [("h" * 64, True), ("h" * 65, False), ("h" * 1000, False), ("a.b-c", True)],
+    "terminal": [(True, True), (False, True)],
+    "stdin": [(True, True)],
+    "stop_signal": [("SIGRTMAX", True), (64, True), (65, False), (0, False), ("NOPE", False)],
+    "stop_timeout": [(0, True), ((1 << 32) - 1, True), (1 << 32, False)],
+    "read_only": [(True, True)],
+    "mounts": [([("{tmp}", "/data", "ro")], True), ([("{tmp}", "/proc/x", "")], False),
+               ([("{tmp}", "/", "")], False), ([("{tmp}", "/x/../y", "")], False)],
+    "memory_limit": [(0, True), (6 << 20, True), ((6 << 20) - 1, False), (INT64_MAX, True),
+                     (INT64_MAX + 1, False), ((1 << 64) - 1, False)],
+    "cpu_quota": [(0.0, True), (0.01, True), (0.005, False), (float("nan"), False),
+                  (float("inf"), False), (-1.0, False), ((os.cpu_count() or 1) * 1000, True),
+                  ((os.cpu_count() or 1) * 1000 + 1, False)],
+    "pids_limit": [(0, True), (1, True), (1 << 22, True), ((1 << 22) + 1, False),
+                   ((1 << 64) - 1, False)],
+    "network": [("none", True), ("host", True), ("nosuch", False)],
+    "no_new_privileges": [(True, True)],
+    "privileged": [(True, True), (False, True)],
+    "cap_add": [(["ALL"], True), (["NET_ADMIN", "CAP_SYS_TIME"], True), (["NOPE"], False),
+                ([""], False)],
+    "cap_drop": [(["ALL"], True), (["chown"], True), (["NOPE"], False)],
+    "seccomp": [("default", True), ("unconfined", True), ("", False), ("x", False)],
+    "ulimits": [([("nofile", 64, 64)], True), ([("nofile", 63, 64)], False),
+                ([("core", 0, (1 << 64) - 1)], True), ([("cpu", 0, 0)], False),
+                ([("as", 4 << 30, 4 << 30)], True), ([("as", (4 << 30) - 1, 4 << 30)], False),
+                ([("data", 1 << 30, 1 << 30)], True), ([("data", 256 << 20, 1 << 30)], False),
+                ([("locks", 0, 0)], True),
+                ([("nofile", 2, 1)], False), ([("nosuch", 1, 1)], False),
+                ([("nofile", 64, (1 << 64) - 1)], False)],
+}
+
+
+def test_boundaries_cover_every_option():
+    assert set(BOUNDARIES) == set(OPTIONS)
+
+
+@pytest.mark.parametrize(("name", "value", "accepted"), [
+    (name, value, accepted) for name, cases in BOUNDARIES.items()
+    for value, accepted in cases])
+def test_boundary_values_are_refused_at_create_or_build_a_spec(
+        root, tmp_path, name, value, accepted):
+    if name == "mounts":
+        value = [(m[0].format(tmp=tmp_path), m[1], m[2]) for m in value]  # type: ignore[attr-defined]
+    try:
+        plain = decode_dbus({name: encode_dbus(name, value)})
+        cfg = build(root, **plain)
+    except InvalidArgument:
+        assert not accepted, f"{name}={str(value)[:80]} was refused"
+        return
+    assert accepted, f"{name}={str(value)[:80]} was accepted"
+    spec = build_spec(spec_input_for(cfg, tmp_path))
+    json.dumps(spec, allow_nan=False)  # a NaN or ∞ never reaches config.json
+    assert_runc_takes(spec)
+
+
+def spec_input_for(cfg: ContainerConfig, tmp_path) -> SpecInput:
+    """As pyctrd.core.container builds it at Init."""
+    return SpecInput(
+        cid=cfg.id, rootfs=tmp_path / "merged", args=cfg.command, env=cfg.env,
+        cwd=cfg.workdir, uid=cfg.uid, gid=cfg.gid, hostname=cfg.hostname,
+        shm_dir=tmp_path / "shm", terminal=cfg.terminal, read_only=cfg.read_only,
+        network_host=cfg.network == "host", mounts=cfg.mounts,
+        memory_limit=cfg.memory_limit, cpu_quota=cfg.cpu_quota, pids_limit=cfg.pids_limit,
+        annotations=cfg.annotations, no_new_privileges=cfg.no_new_privileges,
+        capabilities=cfg.capabilities, privileged=cfg.privileged, seccomp=cfg.seccomp,
+        ulimits=cfg.ulimits)
+
+
+def assert_runc_takes(spec: dict) -> None:
+    """What runc 1.1 and the kernel refuse at Start, held against the spec."""
+    process, linux = spec["process"], spec["linux"]
+    assert 0 <= process["user"]["uid"] <= ID_MAX and 0 <= process["user"]["gid"] <= ID_MAX
+    assert len(spec["hostname"].encode()) <= 64
+    assert all(len(e.encode()) < 128 << 10 for e in [*process["args"], *process["env"]])
+    for limit in process["rlimits"]:
+        assert limit["soft"] <= limit["hard"] <= (1 << 64) - 1
+    resources = linux["resources"]
+    if "memory" in resources:
+        assert 6 << 20 <= resources["memory"]["limit"] <= INT64_MAX
+    if "cpu" in resources:
+        assert resources["cpu"]["quota"] >= 1000
+    if "pids" in resources:
+        assert 0 < resources["pids"]["limit"] <= 1 << 22
+    for mount in spec["mounts"][6:]:  # the caller's, after the runtime's own six
+        destination = mount["destination"]
+        assert destination.startswith("/") and os.path.normpath(destination) == destination
+        assert not any(destination == d or destination.startswith(d + "/")
+                       for d in ("/proc", "/sys", "/dev")) and destination != "/"
+    caps = process["capabilities"]["bounding"]
+    assert set(caps) <= set(capabilities.bounding_set())

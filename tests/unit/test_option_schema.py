@@ -15,11 +15,15 @@ from dbus_fast import Variant
 
 from pyctrd.errors import InvalidArgument
 from pyctrd.ops.options import (
+    INT64_MAX,
+    MEMORY_MIN,
     OPTIONS,
+    PIDS_MAX,
     UINT32_MAX,
     UINT64_MAX,
     CreateOptions,
     Mount,
+    Ulimit,
     decode_dbus,
     decode_varlink,
     documentation,
@@ -38,6 +42,9 @@ SAMPLES: dict[str, tuple[Any, Any, Any]] = {
     "a(sss)": ([("/src", "/dst", "ro,bind"), ("/a", "/b", "")],
                [Mount("/src", "/dst", "ro,bind"), Mount("/a", "/b", "")],
                [("/src", "/dst", "ro,bind"), ("/a", "/b", "")]),
+    "a(stt)": ([("nofile", 1024, 2048), ("core", 0, UINT64_MAX)],
+               [Ulimit("nofile", 1024, 2048), Ulimit("core", 0, UINT64_MAX)],
+               [("nofile", 1024, 2048), ("core", 0, UINT64_MAX)]),
 }
 # signature → values of the wrong type for it
 WRONG: dict[str, list[Any]] = {
@@ -49,15 +56,27 @@ WRONG: dict[str, list[Any]] = {
     "as": ["A=1", [1], ["A=1", None], {"A": "1"}],
     "a{ss}": [["a", "b"], {"a": 1}, {1: "a"}, "a=b"],
     "a(sss)": [["/src:/dst"], [("/src", "/dst")], [("/src", "/dst", 1)], "/src"],
+    "a(stt)": [["nofile=1"], [("nofile", 1)], [("nofile", "1", 2)], [("nofile", 1, True)],
+               [(1, 1, 2)], "nofile"],
 }
 # On Varlink, asyncvarlink has already turned each JSON mount into a Mount (or refused
 # the call), so a wrong mount is a Mount with a field of the wrong type.
-WRONG_VARLINK = {**WRONG, "a(sss)": [[Mount("/src", "/dst", 1)]]}  # type: ignore[arg-type]
+WRONG_VARLINK = {**WRONG, "a(sss)": [[Mount("/src", "/dst", 1)]],  # type: ignore[arg-type]
+                 "a(stt)": [[Ulimit("nofile", "1", 2)]]}  # type: ignore[arg-type]
 # a D-Bus type that no option accepts alongside its own
 OTHER_SIGNATURE = {"s": "b", "b": "s", "u": "s", "t": "u", "d": "t", "as": "s",
-                   "a{ss}": "as", "a(sss)": "as"}
+                   "a{ss}": "as", "a(sss)": "as", "a(stt)": "a(sss)"}
 
 EACH = sorted((name, sig) for name, option in OPTIONS.items() for sig in option.signatures)
+# Options whose values are held to a narrower range than their type's samples.
+OPTION_SAMPLES: dict[str, tuple[Any, Any, Any]] = {
+    "pids_limit": (4096, 4096, 4096),
+    "seccomp": ("unconfined", "unconfined", "unconfined"),
+}
+
+
+def sample(name: str, signature: str) -> tuple[Any, Any, Any]:
+    return OPTION_SAMPLES.get(name) or SAMPLES[signature]
 
 
 def test_every_signature_in_the_schema_has_samples() -> None:
@@ -67,7 +86,7 @@ def test_every_signature_in_the_schema_has_samples() -> None:
 
 @pytest.mark.parametrize(("name", "signature"), EACH)
 def test_dbus_round_trip(name: str, signature: str) -> None:
-    plain, _varlink, back = SAMPLES[signature]
+    plain, _varlink, back = sample(name, signature)
     wire_signature, wire = encode_dbus(name, plain)
     assert wire_signature == signature
     variant = Variant(wire_signature, wire)  # dbus_fast checks the value fits the type
@@ -76,12 +95,12 @@ def test_dbus_round_trip(name: str, signature: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(OPTIONS))
 def test_varlink_round_trip(name: str) -> None:
-    _plain, varlink, back = SAMPLES[OPTIONS[name].signatures[0]]
+    _plain, varlink, back = sample(name, OPTIONS[name].signatures[0])
     assert decode_varlink(CreateOptions(**{name: varlink})) == {name: back}
 
 
 def test_all_options_at_once_on_both_wires() -> None:
-    firsts = {name: SAMPLES[option.signatures[0]] for name, option in OPTIONS.items()}
+    firsts = {name: sample(name, option.signatures[0]) for name, option in OPTIONS.items()}
     expected = {name: back for name, (_p, _v, back) in firsts.items()}
     dbus = {name: encode_dbus(name, plain) for name, (plain, _v, _b) in firsts.items()}
     assert decode_dbus(dbus) == expected
@@ -134,12 +153,12 @@ def test_wrong_type_on_varlink(name: str) -> None:
 
 
 def test_unknown_key() -> None:
-    with pytest.raises(InvalidArgument, match="unknown option 'privileged'"):
-        decode_dbus({"privileged": ("b", True)})
-    with pytest.raises(InvalidArgument, match="unknown option 'privileged'"):
-        encode_dbus("privileged", True)
+    with pytest.raises(InvalidArgument, match="unknown option 'devices'"):
+        decode_dbus({"devices": ("as", ["/dev/fuse"])})
+    with pytest.raises(InvalidArgument, match="unknown option 'devices'"):
+        encode_dbus("devices", ["/dev/fuse"])
     with pytest.raises(TypeError):  # asyncvarlink refuses the field before we see it
-        CreateOptions(privileged=True)  # type: ignore[call-arg]
+        CreateOptions(devices=["/dev/fuse"])  # type: ignore[call-arg]
 
 
 def _of_signature(signature: str) -> list[str]:
@@ -161,9 +180,35 @@ def test_integer_out_of_range(signature: str, value: int) -> None:
 
 
 def test_integer_range_ends_are_accepted() -> None:
-    assert decode_dbus({"stop_timeout": ("u", UINT32_MAX), "memory_limit": ("t", UINT64_MAX),
+    assert decode_dbus({"stop_timeout": ("u", UINT32_MAX), "memory_limit": ("t", INT64_MAX),
                         "pids_limit": ("t", 0)}) == \
-        {"stop_timeout": UINT32_MAX, "memory_limit": UINT64_MAX, "pids_limit": 0}
+        {"stop_timeout": UINT32_MAX, "memory_limit": INT64_MAX, "pids_limit": 0}
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("memory_limit", UINT64_MAX), ("memory_limit", INT64_MAX + 1),
+    ("memory_limit", MEMORY_MIN - 1), ("memory_limit", 1), ("pids_limit", PIDS_MAX + 1),
+    ("pids_limit", UINT64_MAX)])
+def test_integer_beyond_what_the_kernel_takes(name: str, value: int) -> None:
+    with pytest.raises(InvalidArgument, match=f"{name} {value} is out of range"):
+        decode_dbus({name: ("t", value)})
+    with pytest.raises(InvalidArgument, match=f"{name} {value} is out of range"):
+        decode_varlink(CreateOptions(**{name: value}))
+
+
+@pytest.mark.parametrize("value", ["", "Default", "runtime/default", "/etc/seccomp.json"])
+def test_seccomp_is_one_of_two_values(value: str) -> None:
+    with pytest.raises(InvalidArgument, match="seccomp"):
+        decode_dbus({"seccomp": ("s", value)})
+
+
+def test_ulimit_soft_above_hard_and_limits_out_of_range() -> None:
+    with pytest.raises(InvalidArgument, match="soft limit 3 is above the hard limit 2"):
+        decode_dbus({"ulimits": ("a(stt)", [["nofile", 3, 2]])})
+    with pytest.raises(InvalidArgument, match="out of range"):
+        decode_varlink(CreateOptions(ulimits=[Ulimit("nofile", 0, UINT64_MAX + 1)]))
+    with pytest.raises(InvalidArgument, match="out of range"):
+        decode_varlink(CreateOptions(ulimits=[Ulimit("nofile", -1, 1)]))
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, -0.5])

@@ -9,6 +9,8 @@ from dbus_fast import Variant
 
 from pyctrd.bus.manager import create_options
 from pyctrd.errors import InvalidArgument
+from pyctrd.oci import rlimits
+from pyctrd.ops.operations import privileged_requests
 from pyctrd.ops.options import OPTIONS
 
 GOOD = {
@@ -30,6 +32,11 @@ GOOD = {
     "pids_limit": Variant("t", 64),
     "network": Variant("s", "host"),
     "no_new_privileges": Variant("b", True),
+    "privileged": Variant("b", True),
+    "cap_add": Variant("as", ["NET_ADMIN"]),
+    "cap_drop": Variant("as", ["CAP_CHOWN"]),
+    "seccomp": Variant("s", "unconfined"),
+    "ulimits": Variant("a(stt)", [["nofile", 1024, 2048]]),
 }
 
 
@@ -71,7 +78,8 @@ def test_all_good_options_decode():
         "terminal": True, "stdin": False, "stop_signal": "SIGINT", "stop_timeout": 5,
         "read_only": True, "mounts": [("/src", "/dst", "ro"), ("/a", "/b", "")],
         "memory_limit": 1 << 30, "cpu_quota": 0.5, "pids_limit": 64, "network": "host",
-        "no_new_privileges": True,
+        "no_new_privileges": True, "privileged": True, "cap_add": ["NET_ADMIN"],
+        "cap_drop": ["CAP_CHOWN"], "seccomp": "unconfined", "ulimits": [("nofile", 1024, 2048)],
     }
     assert all(type(m) is tuple for m in plain["mounts"])
     assert not any(isinstance(v, Variant) for v in plain.values())
@@ -130,3 +138,35 @@ def test_values_beyond_the_wire_type_are_out_of_range():
         with pytest.raises(InvalidArgument) as info:
             create_options({key: Variant(signature, value, verify=False)})
         assert "out of range" in str(info.value), key
+
+
+# what needs org.pyctrd1.container.create-privileged (API.md)
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    ({"privileged": True}, "privileged"),
+    ({"cap_add": ["NET_ADMIN"]}, "added capabilities"),
+    ({"cap_add": ["ALL"]}, "added capabilities"),
+    ({"seccomp": "unconfined"}, "no seccomp filter"),
+    ({"ulimits": [("core", 1, (1 << 64) - 1)]}, "raised ulimits (core)"),
+    ({"ulimits": [("nofile", 1, (1 << 64) - 1)]}, "raised ulimits (nofile)"),
+    ({"mounts": [("/", "/host", "")]}, "host mounts"),
+    ({"network": "host"}, "the host's network"),
+])
+def test_privileged_requests_name_each_escape(options, named):
+    assert named in privileged_requests(options)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"privileged": False}, {"cap_add": []}, {"cap_drop": ["ALL"]},
+    {"seccomp": "default"}, {"ulimits": [("nofile", 64, 128), ("core", 0, 0)]},
+    {"no_new_privileges": True}, {"network": "none"},
+])
+def test_what_confines_more_needs_only_create(options):
+    assert privileged_requests(options) == []
+
+
+def test_default_ulimits_are_not_a_raise():
+    defaults = rlimits.defaults()
+    assert privileged_requests({"ulimits": [(name, soft, hard) for name, (soft, hard)
+                                            in defaults.items()]}) == []

@@ -2,7 +2,14 @@
 
 from pathlib import Path
 
-from pyctrd.oci.spec import CPU_PERIOD, DEFAULT_PATH, SpecInput, build_spec
+from pyctrd.oci.spec import (
+    CPU_PERIOD,
+    DEFAULT_CAPS,
+    DEFAULT_PATH,
+    SpecInput,
+    build_spec,
+    host_devices,
+)
 
 CID = "c" * 64
 
@@ -129,3 +136,65 @@ def test_empty_cwd_is_root():
 def test_annotations():
     spec = build_spec(spec_input(annotations={"org.example": "1"}))
     assert spec["annotations"] == {"org.example": "1"}
+
+
+# confinement (issue 13)
+
+
+def test_default_container_is_filtered_masked_and_limited():
+    spec = build_spec(spec_input())
+    linux = spec["linux"]
+    assert linux["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert linux["seccomp"]["syscalls"]
+    assert linux["maskedPaths"] and linux["readonlyPaths"]
+    assert "devices" not in linux
+    assert linux["resources"]["devices"] == [{"allow": False, "access": "rwm"}]
+    assert "ro" in mount_at(spec, "/sys")["options"]
+    caps = spec["process"]["capabilities"]
+    assert caps["bounding"] == caps["effective"] == caps["permitted"] == DEFAULT_CAPS
+    limits = {r["type"]: (r["soft"], r["hard"]) for r in spec["process"]["rlimits"]}
+    assert set(limits) == {"RLIMIT_NOFILE", "RLIMIT_NPROC"}
+
+
+def test_unconfined_has_no_seccomp():
+    assert "seccomp" not in build_spec(spec_input(seccomp="unconfined"))["linux"]
+
+
+def test_profile_follows_the_capabilities():
+    def allowed(spec):
+        return {n for c in spec["linux"]["seccomp"]["syscalls"]
+                if c["action"] == "SCMP_ACT_ALLOW" for n in c["names"]}
+    plain = build_spec(spec_input())
+    admin = build_spec(spec_input(capabilities=[*DEFAULT_CAPS, "CAP_SYS_ADMIN"]))
+    assert "perf_event_open" not in allowed(plain)
+    assert "perf_event_open" in allowed(admin)
+    assert admin["process"]["capabilities"]["effective"][-1] == "CAP_SYS_ADMIN"
+
+
+def test_privileged_gets_host_devices_and_nothing_masked(tmp_path):
+    spec = build_spec(spec_input(privileged=True, seccomp="unconfined",
+                                 capabilities=["CAP_SYS_ADMIN"]))
+    linux = spec["linux"]
+    assert "maskedPaths" not in linux and "readonlyPaths" not in linux
+    assert linux["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
+    null = [d for d in linux["devices"] if d["path"] == "/dev/null"]
+    assert null == [{"path": "/dev/null", "type": "c", "major": 1, "minor": 3,
+                     "fileMode": null[0]["fileMode"], "uid": 0, "gid": 0}]
+    assert not any(d["path"].startswith(("/dev/pts/", "/dev/shm/")) for d in linux["devices"])
+    assert "rw" in mount_at(spec, "/sys")["options"]
+
+
+def test_host_devices_walk_is_bounded_and_skips_what_runc_makes(tmp_path):
+    (tmp_path / "pts").mkdir()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "plain").write_text("")
+    (tmp_path / "link").symlink_to("/dev/null")
+    assert host_devices(tmp_path) == []
+    assert len(host_devices(Path("/dev"), max_entries=3)) <= 3
+
+
+def test_ulimits_given_are_the_spec_rlimits():
+    spec = build_spec(spec_input(ulimits=[("core", 0, 0), ("nofile", 64, 128)]))
+    assert spec["process"]["rlimits"] == [
+        {"type": "RLIMIT_CORE", "soft": 0, "hard": 0},
+        {"type": "RLIMIT_NOFILE", "soft": 64, "hard": 128}]
