@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from dbus_fast import Message, MessageFlag
 from dbus_fast.aio import MessageBus
 
+from pyctrd.bus.callers import Callers
 from pyctrd.bus.errors import to_dbus_error
 from pyctrd.ops.authority import Authority, Caller, bus_name_subject, unidentified
 from pyctrd.ops.names import CONTAINER_IFACE, IMAGE_IFACE, MANAGER_IFACE
@@ -33,8 +34,6 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
     CONTAINER_IFACE: CONTAINER_OPS,
     IMAGE_IFACE: IMAGE_OPS,
 }
-UID_CACHE_MAX = 4096
-
 Handler = Callable[[Message, Any], None]
 
 
@@ -55,10 +54,10 @@ class Guarded(Protocol):
 
 
 class CallGuard:
-    def __init__(self, bus: MessageBus, authority: Authority) -> None:
-        self._bus = bus
+    def __init__(self, bus: MessageBus, authority: Authority,
+                 callers: Callers | None = None) -> None:
         self._authority = authority
-        self._uids: dict[str, int] = {}  # unique names are never reused on a bus
+        self._callers = callers if callers is not None else Callers(bus)
         self._tasks: set[asyncio.Task[None]] = set()
         self._last: dict[str, asyncio.Task[None]] = {}  # each sender's latest guarded call
 
@@ -111,31 +110,9 @@ class CallGuard:
         """Return if the sender of ``msg`` may run ``operation``; raise if not."""
         assert operation.action is not None
         sender = msg.sender or ""
-        uid = await self._caller_uid(sender)
+        uid = await self._callers.uid(sender)
         if uid is None:
             raise unidentified(operation.verb, operation.action)
         interactive = bool(msg.flags & MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION)
         caller = Caller(uid, bus_name_subject(sender), interactive)
         await self._authority.authorize_all(caller, call.actions, call.details)
-
-    async def _caller_uid(self, sender: str) -> int | None:
-        uid = self._uids.get(sender)
-        if uid is not None:
-            return uid
-        try:
-            reply = await self._bus.call(Message(
-                destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                interface="org.freedesktop.DBus", member="GetConnectionUnixUser",
-                signature="s", body=[sender]))
-        except Exception as err:
-            log.warning("could not ask the bus who %s is: %s", sender, err)
-            return None
-        if reply is None or reply.error_name:
-            log.warning("the bus did not say who %s is: %s", sender,
-                        reply.error_name if reply else "no reply")
-            return None
-        uid = int(reply.body[0])
-        if len(self._uids) >= UID_CACHE_MAX:
-            self._uids.clear()
-        self._uids[sender] = uid
-        return uid

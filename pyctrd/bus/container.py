@@ -5,6 +5,7 @@ from typing import Any
 
 from dbus_fast.service import ServiceInterface, method
 
+from pyctrd.bus.callers import left_meanwhile, stream_owner
 from pyctrd.bus.connection import hand_over
 from pyctrd.bus.errors import translate_errors
 from pyctrd.bus.props import add_readonly_properties, annotate_fd_methods, name_out_args
@@ -13,6 +14,7 @@ from pyctrd.errors import InvalidArgument
 from pyctrd.ops.names import CONTAINER_IFACE
 from pyctrd.ops.operations import Check, Operation, Operations, check
 from pyctrd.ops.properties import CONTAINER_PROPERTIES
+from pyctrd.ops.streams import StreamOwner
 
 
 class ContainerObject(ServiceInterface):
@@ -93,16 +95,27 @@ class ContainerObject(ServiceInterface):
         return self.operations.inspect_json(self.container)
 
     # The descriptors below are handed over: closed here once the reply is sent.
+    # Each stream is its caller's (capped per uid, closed when its connection goes).
 
     @method()
     @translate_errors
     async def OpenLog(self, follow: "b") -> "h":
-        return hand_over(self.operations.open_log(self.container, follow))
+        owner = await stream_owner("OpenLog")
+        fd = await self.operations.open_log(self.container, follow, owner)
+        return hand_over(self._unless_gone(owner, fd))
 
     @method()
     @translate_errors
     async def Attach(self, detach_keys: "s") -> "h":
-        return hand_over(await self.operations.attach(self.container, detach_keys))
+        owner = await stream_owner("Attach")
+        fd = await self.operations.attach(self.container, detach_keys, owner)
+        return hand_over(self._unless_gone(owner, fd))
+
+    def _unless_gone(self, owner: StreamOwner | None, fd: int) -> int:
+        """``fd``; its stream ended at once if the caller left while it was set up."""
+        if owner is not None and left_meanwhile(owner):
+            self.operations.streams.close_connection(owner.connection)
+        return fd
 
     # Beyond API.md (issue 3). A container without a terminal can never have one
     # resized, whatever its state: InvalidArgument. One with a terminal whose

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dbus_fast import Message, Variant
+from dbus_fast import Message, MessageType, Variant
 from dbus_fast._private.marshaller import Marshaller
 
 SIGNATURE = "a{oa{sa{sv}}}"
@@ -57,14 +57,19 @@ class ManagedObjects:
 
 
 class RawReply:
-    """A method return whose body is already marshalled, for the bus writer's queue."""
+    """A method return whose body is already marshalled, for the bus writer's queue
+    (which measures it as it measures every message: pyctrd.bus.connection)."""
 
     unix_fds: list[int] = []
+    message_type = MessageType.METHOD_RETURN
+    path = interface = member = None
 
     def __init__(self, call: Message, signature: str, body: bytes) -> None:
         self._template = Message.new_method_return(call, signature, [{}])
         self._body = body
         self.serial = 0  # set by whoever queues it
+        self.destination = call.sender
+        self.reply_serial = call.serial
 
     def _marshall(self, negotiate_unix_fd: Any = False) -> bytes:
         self._template.serial = self.serial

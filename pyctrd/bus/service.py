@@ -26,9 +26,11 @@ from typing import Any
 from dbus_fast import Message, MessageFlag, MessageType, Variant
 from dbus_fast.constants import RequestNameReply
 from dbus_fast.service import ServiceInterface
+from dbus_fast.signature import get_signature_tree
 
 from pyctrd.bus import connection
 from pyctrd.bus.authz import CallGuard, operation_of
+from pyctrd.bus.callers import connection_key
 from pyctrd.bus.container import ContainerObject
 from pyctrd.bus.errors import to_dbus_error
 from pyctrd.bus.image import ImageObject
@@ -38,7 +40,7 @@ from pyctrd.bus.manager import ManagerObject
 from pyctrd.bus.props import dbus_methods, variants
 from pyctrd.core.container import Container
 from pyctrd.core.image import Image
-from pyctrd.errors import NoSuchObject
+from pyctrd.errors import InvalidArgument, NoSuchObject, PyctrdError
 from pyctrd.ops.authority import Authority
 from pyctrd.ops.names import (
     BUS_NAME,
@@ -99,7 +101,7 @@ class BusService:
         # The Manager's changing properties as last announced.
         self._manager_values: dict[str, Any] = {}
         if authority is not None:
-            bus.guard = CallGuard(bus, authority)
+            bus.guard = CallGuard(bus, authority, bus.callers)
 
     async def start(self) -> None:
         check_operations()
@@ -112,10 +114,18 @@ class BusService:
                 (row for row in MANAGER_PROPERTIES.values() if not row.const)).items()}
         self.bus.virtual_children = self._virtual_children
         self.bus.add_message_handler(self._on_method_call)
+        # A caller's streams end when its connection does.
+        self.bus.callers.on_gone(self._caller_gone)
+        await self.bus.callers.start()
         self.engine.listener.add(self)
         reply = await self.bus.request_name(BUS_NAME)
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
             raise NameTaken(f"{BUS_NAME} is already owned on this bus; is pyctrd running?")
+
+    def _caller_gone(self, unique_name: str) -> None:
+        closed = self.operations.streams.close_connection(connection_key(unique_name))
+        if closed:
+            log.debug("%s left the bus: closed its %d streams", unique_name, closed)
 
     # EngineListener
 
@@ -202,6 +212,11 @@ class BusService:
         GetManagedObjects, and refuses calls on paths where no object is."""
         if msg.message_type is not MessageType.METHOD_CALL:
             return None
+        if "h" in msg.signature and not _descriptors_attached(msg):
+            return self._refused(msg, InvalidArgument(
+                f"{msg.member}: a file descriptor argument (h) names no descriptor sent "
+                "with the call; pass the descriptor itself (gdbus, or a library with fd "
+                "passing)"))
         path = msg.path or ""
         if path == MANAGER_PATH:
             if (msg.member == "GetManagedObjects" and not msg.signature
@@ -238,14 +253,18 @@ class BusService:
         return any(_below(exported, path) for exported in self.bus._path_exports)
 
     def _unknown_object(self, msg: Message) -> Message | bool:
+        return self._refused(msg, NoSuchObject(
+            f"no object has the path {msg.path} (any more); ListContainers and "
+            "ListImages give the current ones"))
+
+    def _refused(self, msg: Message, err: PyctrdError) -> Message | bool:
+        """Answer ``msg`` with ``err`` before any handler sees it."""
         for fd in msg.unix_fds:  # nothing will own them
             with contextlib.suppress(OSError):
                 os.close(fd)
         if msg.flags & MessageFlag.NO_REPLY_EXPECTED:
             return True
-        error = to_dbus_error(NoSuchObject(
-            f"no object has the path {msg.path} (any more); ListContainers and "
-            "ListImages give the current ones"))
+        error = to_dbus_error(err)
         return Message.new_error(msg, error.type, error.text)
 
     def _virtual_children(self, path: str) -> list[str]:
@@ -310,3 +329,22 @@ def _container_interfaces(container: Container) -> Interfaces:
 
 def _image_interfaces(image: Image) -> Interfaces:
     return _with_standard(IMAGE_IFACE, _image_variants(image))
+
+
+def _descriptors_attached(msg: Message) -> bool:
+    """Whether each h argument indexes a descriptor that came with ``msg``.
+
+    dbus-fast swaps an h argument's index for the received descriptor before
+    the handler runs, but passes the bare index on when the message carried
+    no descriptors (a caller that sent none, or the kernel dropping them at
+    our fd limit): a handler would then read, write or close one of the
+    daemon's own files. Our methods take h only as a top-level argument.
+    """
+    for token, value in zip((t.token for t in get_signature_tree(msg.signature).types),
+                            msg.body, strict=False):
+        if token == "h":
+            if not (isinstance(value, int) and 0 <= value < len(msg.unix_fds)):
+                return False
+        elif "h" in token:
+            return False
+    return True

@@ -2,6 +2,12 @@
 
 Each function returns at once; the streaming runs in tasks of the event loop
 that end with the container, the reader or the client.
+
+Each stream may have an owner: an opaque key a front end chooses (whom it
+serves, e.g. a bus connection). Streams cost the daemon descriptors for as
+long as they run, so the layer above counts them by owner
+(``open_streams``) to cap them, and ends them all when the owner goes away
+(``close_streams``), whether or not the reader still holds its end.
 """
 
 import asyncio
@@ -9,7 +15,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +28,46 @@ from pyctrd.oci.conmonlog import stream_log
 
 log = logging.getLogger(__name__)
 
-# Streams and relays run detached from the call that began them; hold them here.
-_tasks: set[asyncio.Task[Any]] = set()
+# Streams and relays run detached from the call that began them; hold them here,
+# by owner (None: a stream nobody claimed).
+_streams: dict[Hashable | None, set[asyncio.Task[Any]]] = {}
 
 
-def _spawn(coro: Coroutine[Any, Any, Any], what: str) -> None:
+def _spawn(coro: Coroutine[Any, Any, Any], what: str, owner: Hashable | None) -> None:
     task = asyncio.get_running_loop().create_task(coro)
-    _tasks.add(task)
+    _streams.setdefault(owner, set()).add(task)
 
     def done(task: asyncio.Task[Any]) -> None:
-        _tasks.discard(task)
+        tasks = _streams.get(owner)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                del _streams[owner]
         if not task.cancelled() and (err := task.exception()) is not None:
             log.error("%s failed", what, exc_info=err)
 
     task.add_done_callback(done)
+
+
+def open_streams(owner: Hashable) -> int:
+    """How many streams of ``owner`` still run (each holds descriptors of the daemon)."""
+    return len(_streams.get(owner, ()))
+
+
+def stream_owners() -> list[Hashable]:
+    """The owners that have streams running."""
+    return [owner for owner in _streams if owner is not None]
+
+
+def close_streams(owner: Hashable) -> int:
+    """End every stream of ``owner`` (its readers see EOF); how many there were."""
+    tasks = _streams.get(owner, set())
+    loop = asyncio.get_running_loop()
+    for task in tasks:
+        # Later than the task's first step (scheduled when it was made): a task
+        # cancelled before it ran would never run the clean-up of its coroutine.
+        loop.call_soon(task.cancel)
+    return len(tasks)
 
 
 def _require(container: Container, operation: str, allowed: frozenset[State]) -> None:
@@ -58,36 +90,39 @@ async def _exited(container: Container) -> None:
         await container.wait()
 
 
-def open_log(container: Container, follow: bool) -> int:
+def open_log(container: Container, follow: bool, owner: Hashable | None = None) -> int:
     """The read end of a pipe carrying the container's log as records.
 
     With ``follow`` and a container that may still write (created, running,
     paused, unknown), the pipe carries new output until the container exits.
-    The caller owns the returned descriptor.
+    The caller owns the returned descriptor; the stream counts as ``owner``'s.
     """
     if container.removed:
         raise NoSuchContainer(f"container {container.name} has been removed")
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     may_write = container.state not in (State.CONFIGURED, State.EXITED)
     until = _exited(container) if follow and may_write else None
-    _spawn(stream_log(container.log_path, write_end, until), f"log of {container.name}")
+    _spawn(stream_log(container.log_path, write_end, until), f"log of {container.name}",
+           owner)
     return read_end
 
 
-async def attach(container: Container, detach_keys: str) -> socket.socket:
+async def attach(container: Container, detach_keys: str,
+                 owner: Hashable | None = None) -> socket.socket:
     """A socket joined to the container's stdio; the caller owns it.
 
     A created container may be attached before Start (conmon already holds its
     stdio), so a client sees the output from the first byte, as podman run does.
 
     Typing ``detach_keys`` (podman's syntax, "" for ctrl-p,ctrl-q) or closing
-    the socket detaches; the container keeps running.
+    the socket detaches; the container keeps running. The relay counts as
+    ``owner``'s stream.
     """
     keys = parse_detach_keys(detach_keys)
     _require(container, "Attach", frozenset({State.CREATED, State.RUNNING}))
     conmon = await oci_attach.connect(_bundle(container))
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    _spawn(_relay(container.name, conmon, ours, keys), f"attach to {container.name}")
+    _spawn(_relay(container.name, conmon, ours, keys), f"attach to {container.name}", owner)
     return theirs
 
 

@@ -236,7 +236,13 @@ async def stream_log(path: Path, out_fd: int, until: Awaitable[Any] | None = Non
 async def _copy(log_file: LogFile, converter: LogConverter, out: PipeWriter) -> None:
     """Convert and write what the log holds beyond what was read."""
     while True:
-        chunk = await asyncio.to_thread(log_file.read)
+        reading = asyncio.ensure_future(asyncio.to_thread(log_file.read))
+        try:
+            chunk = await asyncio.shield(reading)
+        except asyncio.CancelledError:
+            # The thread reads on: let it finish before the caller closes its file.
+            await asyncio.wait([reading])
+            raise
         if chunk:
             await out.write(converter.feed(chunk))
         elif log_file.restarted():

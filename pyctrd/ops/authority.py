@@ -7,13 +7,26 @@ and the details come from the operation and its resolved target
 (pyctrd.ops.operations), so a rule sees the same thing whichever wire the
 call came by. A daemon on a session bus has no Authority checks at all:
 the bus or socket admits only its user.
+
+polkit is a shared resource: dbus-daemon lets pyctrd's connection wait for
+at most 128 replies (max_replies_per_connection on Debian's system bus), and
+past that every check fails, so fail closed would refuse everyone. Checks
+are therefore bounded (pyctrd.ops.checklimits): a few pending per uid (the
+excess refused at once with LimitsExceeded, for that uid alone, whichever
+connection or front end it calls from) and fewer in flight than the bus
+allows, handed out round robin between uids.
 """
 
+import logging
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from pyctrd.errors import AccessDenied, InteractiveAuthorizationRequired
+from pyctrd.errors import AccessDenied, InteractiveAuthorizationRequired, LimitsExceeded
+from pyctrd.ops.checklimits import CheckLimits
+from pyctrd.ops.ratelimit import RateLimitedLog
+
+log = logging.getLogger(__name__)
 
 # A polkit subject as plain values: (kind, {key: (D-Bus signature, value)}).
 Subject = tuple[str, dict[str, tuple[str, Any]]]
@@ -57,8 +70,10 @@ class Caller:
 
 
 class Authority:
-    def __init__(self, polkit: PolkitChecker) -> None:
+    def __init__(self, polkit: PolkitChecker, limits: CheckLimits | None = None) -> None:
         self._polkit = polkit
+        self.limits = limits if limits is not None else CheckLimits()
+        self._log = RateLimitedLog(log)
 
     async def authorize_all(self, caller: Caller, actions: tuple[str, ...],
                             details: dict[str, str]) -> None:
@@ -72,8 +87,14 @@ class Authority:
         if caller.uid == 0:
             return
         verb = details.get("verb", "this call")
-        decision = await self._polkit.check(caller.subject, action, details,
-                                            caller.interactive)
+        try:
+            async with self.limits.slot(caller.uid):
+                decision = await self._polkit.check(caller.subject, action, details,
+                                                    caller.interactive)
+        except LimitsExceeded as err:
+            self._log(logging.WARNING, caller.uid, "refused %s for uid %d: %s", verb,
+                      caller.uid, err)
+            raise LimitsExceeded(f"{verb} refused: {err}") from None
         if decision.verdict is Verdict.ALLOWED:
             return
         if decision.verdict is Verdict.CHALLENGE and not caller.interactive:

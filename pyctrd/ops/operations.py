@@ -23,6 +23,8 @@ from pyctrd.core.engine import Engine
 from pyctrd.core.image import Image
 from pyctrd.core.unixsignals import parse_signal
 from pyctrd.errors import PyctrdError
+from pyctrd.oci import rlimits
+from pyctrd.ops.streams import StreamLimits, StreamOwner
 
 INSPECT = "org.pyctrd1.container.inspect"
 ATTACH = "org.pyctrd1.container.attach"
@@ -98,6 +100,15 @@ def privileged_requests(options: Mapping[str, Any]) -> list[str]:
         found.append("host mounts")
     if options.get("network") == "host":
         found.append("the host's network")
+    if options.get("privileged"):
+        found.append("privileged")
+    if options.get("cap_add"):
+        found.append("added capabilities")
+    if options.get("seccomp") == "unconfined":
+        found.append("no seccomp filter")
+    raised = rlimits.raises(options.get("ulimits", []))
+    if raised:
+        found.append(f"raised ulimits ({', '.join(raised)})")
     return found
 
 
@@ -127,6 +138,7 @@ class Operations:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.streams = StreamLimits()
 
     def target(self, operation: Operation, given: str) -> Container | Image | None:
         """The object a call names, for its details; None when it names nothing
@@ -186,11 +198,17 @@ class Operations:
     def inspect_json(self, container: Container) -> str:
         return json.dumps(self.inspect(container))
 
-    def open_log(self, container: Container, follow: bool) -> int:
-        return stdio.open_log(container, follow)
+    # ``owner``: who asks, for the per-uid cap on streams (None: no cap).
 
-    async def attach(self, container: Container, detach_keys: str) -> int:
-        sock = await stdio.attach(container, detach_keys)
+    async def open_log(self, container: Container, follow: bool,
+                       owner: StreamOwner | None = None) -> int:
+        async with self.streams.admit(owner, "OpenLog"):
+            return stdio.open_log(container, follow, owner)
+
+    async def attach(self, container: Container, detach_keys: str,
+                     owner: StreamOwner | None = None) -> int:
+        async with self.streams.admit(owner, "Attach"):
+            sock = await stdio.attach(container, detach_keys, owner)
         return sock.detach()
 
     def resize_terminal(self, container: Container, rows: int, cols: int) -> None:

@@ -13,8 +13,11 @@ from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from pyctrd.ops.authority import Decision, Subject, Verdict
+from pyctrd.ops.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
+# A failing polkit fails every check: one line per kind of failure per 10 s.
+_log = RateLimitedLog(log)
 
 AUTHORITY_NAME = "org.freedesktop.PolicyKit1"
 AUTHORITY_PATH = "/org/freedesktop/PolicyKit1/Authority"
@@ -46,11 +49,13 @@ class PolkitClient:
         try:
             reply = await _call(self._bus, call, timeout)
         except Exception as err:  # no polkit, lost bus, timeout: all mean "no"
-            log.warning("polkit could not be asked about %s: %s", action, err)
+            _log(logging.WARNING, ("unreachable", type(err).__name__),
+                 "polkit could not be asked about %s: %s", action, err)
             return Decision(Verdict.DENIED, f"polkit could not be asked ({err})")
         if reply.message_type == MessageType.ERROR:
             text = reply.body[0] if reply.body else ""
-            log.warning("polkit refused to check %s: %s %s", action, reply.error_name, text)
+            _log(logging.WARNING, ("error", reply.error_name),
+                 "polkit refused to check %s: %s %s", action, reply.error_name, text)
             return Decision(Verdict.DENIED, f"polkit answered {reply.error_name}: {text}")
         is_authorized, is_challenge, _details = reply.body[0]
         if is_authorized:

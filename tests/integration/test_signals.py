@@ -76,18 +76,24 @@ async def test_mount_unmount_signals(bus):
 
 
 async def test_large_messages(bus, daemon, client_factory):
-    # ~2 MB of labels: the InterfacesAdded signal and the GetManagedObjects reply
-    # are each ten times the size of a socket buffer.
-    labels = {f"label{i:05d}": f"{i:05d}" * 200 for i in range(2000)}
+    # Containers at API.md's size limits (labels ~60 KiB, command ~120 KiB): each
+    # InterfacesAdded signal is about a socket buffer, and the GetManagedObjects
+    # reply with ten of them ten times that.
+    labels = {f"label{i:04d}": f"{i:04d}" * 14 for i in range(900)}
+    command = ["true", *[f"{i:04d}" * 2000 for i in range(15)]]
     other = await client_factory(daemon.bus_address)
     rec = await other.recorder()
-    path = await bus.create(["true"], labels=labels)
-    added = await rec.wait_for(lambda m: m.member == "InterfacesAdded" and m.body[0] == path)
-    assert added.body[1][PYCTRD_CONTAINER]["Labels"].value == labels
+    paths = [await bus.create(command, labels=labels) for _ in range(10)]
+    for path in paths:
+        added = await rec.wait_for(
+            lambda m, path=path: m.member == "InterfacesAdded" and m.body[0] == path)
+        assert added.body[1][PYCTRD_CONTAINER]["Labels"].value == labels
     (objects,) = await other.call("/org/pyctrd1", "org.freedesktop.DBus.ObjectManager",
                                   "GetManagedObjects")
-    assert objects[path][PYCTRD_CONTAINER]["Labels"].value == labels
-    assert await other.prop(path, "Labels") == labels
+    for path in paths:
+        assert objects[path][PYCTRD_CONTAINER]["Labels"].value == labels
+        assert objects[path][PYCTRD_CONTAINER]["Command"].value == command
+    assert await other.prop(paths[0], "Labels") == labels
     (has_owner,) = await other.driver("NameHasOwner", "s", ["org.pyctrd1"])
     assert has_owner
     assert daemon.running()
