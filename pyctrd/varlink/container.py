@@ -30,7 +30,7 @@ from pyctrd.varlink.watch import Watchers
 ERRORS = ErrorSet(VARLINK_CONTAINER, (
     "NoSuchContainer", "NoSuchImage", "AmbiguousId", "Exists", "InvalidState",
     "InvalidArgument", "InUse", "RuntimeFailed", "StorageFailed", "AccessDenied",
-    "InteractiveAuthorizationRequired", "Overflow", "Failed"))
+    "InteractiveAuthorizationRequired", "LimitsExceeded", "Overflow", "Failed"))
 
 
 class Created(TypedDict):

@@ -16,8 +16,8 @@ from pyctrd.varlink.watch import Watchers
 
 ERRORS = ErrorSet(VARLINK_IMAGE, (
     "NoSuchImage", "AmbiguousId", "InvalidArgument", "InUse", "RuntimeFailed",
-    "StorageFailed", "AccessDenied", "InteractiveAuthorizationRequired", "Overflow",
-    "Failed"))
+    "StorageFailed", "AccessDenied", "InteractiveAuthorizationRequired", "LimitsExceeded",
+    "Overflow", "Failed"))
 
 
 class Imported(TypedDict):
