@@ -160,7 +160,7 @@ def leftovers(daemon: Daemon, ids: Iterable[str] = ()) -> list[str]:
     if listed.stdout.strip():
         problems.append(f"runc still knows {listed.stdout.split()}")
     for directory in (daemon.root / "containers", daemon.run_root / "containers",
-                      daemon.run_root / "exits"):
+                      daemon.run_root / "exits", daemon.run_root / "sockets"):
         if directory.exists() and (entries := sorted(p.name for p in directory.iterdir())):
             problems.append(f"{directory}: {entries}")
     for cid in ids:

@@ -319,6 +319,9 @@ class Container:
         await asyncio.to_thread(env.storage.destroy, self.paths)
         env.monitor.clear_exit(env.layout.exit_file(self.id), self.bundle)
         await asyncio.to_thread(_remove_tree, self.bundle)
+        # conmon links <sockets>/<id> to the bundle's attach socket: it would dangle.
+        with contextlib.suppress(FileNotFoundError):
+            (env.layout.sockets / self.id).unlink()
         checkpoint("remove:storage-destroyed")
         env.store.remove_container(self.id)
         self._forget()
