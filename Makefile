@@ -11,9 +11,11 @@ VENV := .venv
 # (dbus-python, needed by python-dbusmock, builds from source).
 # python3-pip/-setuptools/-wheel: `make install` builds and installs offline
 # with Debian's python3 (tests/test_install.py runs it).
-APT_PACKAGES := dbus runc crun conmon busybox-static polkitd systemd \
+APT_PACKAGES := dbus runc crun conmon busybox-static polkitd systemd gettext locales \
 	libdbus-1-dev libglib2.0-dev libglib2.0-bin pkg-config gcc tar zstd iproute2 \
-	skopeo umoci python3-pip python3-setuptools python3-wheel \
+	skopeo umoci python3-pip python3-setuptools python3-wheel netavark aardvark-dns \
+	docker-registry apache2-utils openssl \
+	cockpit-ws cockpit-bridge chromium chromium-driver \
 	$(DEB_BUILD_PACKAGES)
 # `make deb` (and the test that builds and installs the package) needs these.
 DEB_BUILD_PACKAGES := debhelper dh-virtualenv lintian fakeroot dpkg-dev \
@@ -81,6 +83,11 @@ bench: venv
 	$(VENV)/bin/python bench/scale.py $(if $(SMOKE),--counts 100 --podman-max 0) \
 		$(BENCH_PODMAN) $(BENCH_OUT)
 	$(VENV)/bin/python bench/import.py $(if $(SMOKE),-n 1 --mb 10 --files 500) $(BENCH_OUT)
+	$(VENV)/bin/python bench/exec.py $(if $(SMOKE),-n 3,-n 50) $(BENCH_PODMAN) $(BENCH_OUT)
+	$(VENV)/bin/python bench/storm.py $(if $(SMOKE),-n 20,-n 500) $(BENCH_OUT)
+	$(VENV)/bin/python bench/listing.py $(if $(SMOKE),--counts 100,--counts 1000,10000,40000) \
+		$(BENCH_OUT)
+	$(VENV)/bin/python bench/network.py $(if $(SMOKE),-n 2,-n 20) $(BENCH_PODMAN) $(BENCH_OUT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
@@ -111,13 +118,21 @@ SYSTEMD_SYSTEM_DIR := $(PREFIX)/lib/systemd/system
 SYSTEMD_USER_DIR := $(PREFIX)/lib/systemd/user
 TMPFILES_DIR := $(PREFIX)/lib/tmpfiles.d
 CONFIG_DIR := /etc/pyctrd
-INTERFACES := org.pyctrd1.Manager.xml org.pyctrd1.Container.xml org.pyctrd1.Image.xml
+# Cockpit finds pages in $XDG_DATA_DIRS/cockpit (/usr/local/share and /usr/share).
+COCKPIT_DIR := $(PREFIX)/share/cockpit/pyctrd
+COCKPIT_FILES := manifest.json index.html pyctrd.js pyctrd.css
+INTERFACES := org.pyctrd1.Manager.xml org.pyctrd1.Container.xml org.pyctrd1.Image.xml \
+	org.pyctrd1.ExecSession.xml org.pyctrd1.Job.xml org.pyctrd1.Network.xml
 VARLINK_DIR := /usr/share/varlink
-VARLINK_INTERFACES := io.pyctrd.Container.varlink io.pyctrd.Image.varlink
+VARLINK_INTERFACES := io.pyctrd.Container.varlink io.pyctrd.Image.varlink \
+	io.pyctrd.Events.varlink io.pyctrd.Job.varlink io.pyctrd.Network.varlink
 # pyctr's man page (generated from its parser) and bash completion; bash-completion
 # and man search both /usr and /usr/local.
 MAN1_DIR := $(PREFIX)/share/man/man1
 MAN8_DIR := $(PREFIX)/share/man/man8
+# polkit looks the policy's strings up in the pyctrd gettext domain (po/*.po).
+LOCALE_DIR := $(PREFIX)/share/locale
+LINGUAS := $(shell cat po/LINGUAS)
 BASH_COMPLETION_DIR := $(PREFIX)/share/bash-completion/completions
 SUBST := sed -e 's|@bindir@|$(BINDIR)|g' -e 's|@docdir@|$(DOCDIR)|g'
 
@@ -146,6 +161,10 @@ install-data:
 	if [ -d "$(DESTDIR)$(VARLINK_DIR)" ]; then \
 		install -m 0644 $(addprefix varlink/,$(VARLINK_INTERFACES)) "$(DESTDIR)$(VARLINK_DIR)/"; fi
 	install -D -m 0644 policy/org.pyctrd1.policy "$(DESTDIR)$(POLKIT_ACTION_DIR)/org.pyctrd1.policy"
+	for lang in $(LINGUAS); do \
+		install -d "$(DESTDIR)$(LOCALE_DIR)/$$lang/LC_MESSAGES" && \
+		msgfmt -o "$(DESTDIR)$(LOCALE_DIR)/$$lang/LC_MESSAGES/pyctrd.mo" "po/$$lang.po" || exit 1; \
+	done
 	install -D -m 0644 policy/50-pyctrd.rules.example "$(DESTDIR)$(DOCDIR)/50-pyctrd.rules.example"
 	install -m 0644 README.md "$(DESTDIR)$(DOCDIR)/README.md"
 	install -D -m 0644 packaging/pyctrd.conf "$(DESTDIR)$(TMPFILES_DIR)/pyctrd.conf"
@@ -154,6 +173,8 @@ install-data:
 	install -D -m 0644 packaging/pyctrd.8 "$(DESTDIR)$(MAN8_DIR)/pyctrd.8"
 	chmod 0644 "$(DESTDIR)$(MAN1_DIR)/pyctr.1"
 	install -D -m 0644 completion/pyctr.bash "$(DESTDIR)$(BASH_COMPLETION_DIR)/pyctr"
+	install -d "$(DESTDIR)$(COCKPIT_DIR)"
+	install -m 0644 $(addprefix cockpit/,$(COCKPIT_FILES)) "$(DESTDIR)$(COCKPIT_DIR)/"
 	@# An admin's edited config is never overwritten.
 	@if [ -e "$(DESTDIR)$(CONFIG_DIR)/pyctrd.toml" ]; then \
 		echo "install: keeping the existing $(DESTDIR)$(CONFIG_DIR)/pyctrd.toml"; \
@@ -174,6 +195,9 @@ uninstall:
 		"$(DESTDIR)$(MAN1_DIR)/pyctr.1" "$(DESTDIR)$(MAN8_DIR)/pyctrd.8" \
 		"$(DESTDIR)$(BASH_COMPLETION_DIR)/pyctr"
 	rm -f $(addprefix "$(DESTDIR)$(VARLINK_DIR)/,$(addsuffix ",$(VARLINK_INTERFACES)))
+	rm -f $(foreach lang,$(LINGUAS),"$(DESTDIR)$(LOCALE_DIR)/$(lang)/LC_MESSAGES/pyctrd.mo")
+	rm -f $(addprefix "$(DESTDIR)$(COCKPIT_DIR)/,$(addsuffix ",$(COCKPIT_FILES)))
+	-rmdir "$(DESTDIR)$(COCKPIT_DIR)" 2>/dev/null
 	-rmdir "$(DESTDIR)$(DOCDIR)" 2>/dev/null
 	@# The config goes only if unchanged; an edited one is the admin's.
 	@if cmp -s etc/pyctrd.toml "$(DESTDIR)$(CONFIG_DIR)/pyctrd.toml"; then \

@@ -1,13 +1,15 @@
 # bash completion for pyctr, pyctrd's command-line client.
 # Verbs and flags are completed here; container and image names come from the
-# daemon through `pyctr __complete containers|images` (with the same --address
-# or --user as the command line being completed).
+# daemon through `pyctr __complete containers|images`, run as the very command
+# being completed (${COMP_WORDS[0]}: .venv/bin/pyctr works without pyctr on
+# PATH) with the same --address or --user as the command line.
 
 _pyctr_names() {
     # $1: containers or images; the rest: the bus options already typed
-    local kind=$1
+    local kind=$1 pyctr=${COMP_WORDS[0]}
     shift
-    pyctr "$@" __complete "$kind" 2>/dev/null
+    pyctr=${pyctr/#\~/$HOME}
+    "$pyctr" "$@" __complete "$kind" 2>/dev/null
 }
 
 _pyctr() {
@@ -22,7 +24,11 @@ _pyctr() {
     fi
 
     local verbs="import image images rmi create run ps inspect logs start stop restart
-        kill pause unpause wait rm mount unmount umount export attach events"
+        kill pause unpause wait rm mount unmount umount export attach exec events info
+        version system pull push save tag untag commit container healthcheck network port"
+    local container_verbs="attach create exec export inspect kill logs ls list ps mount
+        pause restart rm run start stop unmount umount unpause wait exists commit
+        healthcheck port"
     local bus=() verb="" i=1
     # global options come before the verb
     while [[ $i -lt $cword ]]; do
@@ -41,7 +47,8 @@ _pyctr() {
             return
         fi
         if [[ $cur == -* ]]; then
-            mapfile -t COMPREPLY < <(compgen -W "--address --user --help" -- "$cur")
+            mapfile -t COMPREPLY < <(compgen -W "--address --user --help --noout --log-level
+                --version" -- "$cur")
         else
             mapfile -t COMPREPLY < <(compgen -W "$verbs" -- "$cur")
         fi
@@ -53,10 +60,21 @@ _pyctr() {
         create|run)
             flags="--name -e --env -w --workdir -u --user --hostname -l --label -v --volume
                 -m --memory --cpus --pids-limit --network --read-only --security-opt
-                --privileged --cap-add --cap-drop --ulimit --stop-signal --stop-timeout -t --tty -i --interactive --entrypoint"
+                --privileged --cap-add --cap-drop --ulimit --stop-signal --stop-timeout -t --tty -i --interactive --entrypoint
+                -p --publish --dns --dns-search --add-host --network-alias --restart
+                --health-cmd --health-interval --health-timeout --health-retries
+                --health-start-period --no-healthcheck --mount --log-driver --replace
+                --cidfile --pull -q --quiet"
             [[ $verb == run ]] && flags+=" -d --detach --rm --detach-keys"
             case $prev in
-                --network) mapfile -t COMPREPLY < <(compgen -W "none host" -- "$cur"); return ;;
+                --network) mapfile -t COMPREPLY < <(compgen -W "bridge none host" -- "$cur"); return ;;
+                --restart) mapfile -t COMPREPLY < <(compgen -W "no on-failure always
+                    unless-stopped" -- "$cur"); return ;;
+                --log-driver) mapfile -t COMPREPLY < <(compgen -W "k8s-file" -- "$cur"); return ;;
+                --pull) mapfile -t COMPREPLY < <(compgen -W "missing always never" -- "$cur"); return ;;
+                --mount) compopt -o nospace 2>/dev/null
+                    mapfile -t COMPREPLY < <(compgen -W "type=bind," -- "$cur"); return ;;
+                --cidfile) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
                 --security-opt) mapfile -t COMPREPLY < <(compgen -W "no-new-privileges seccomp=unconfined" -- "$cur"); return ;;
                 --cap-add|--cap-drop) mapfile -t COMPREPLY < <(compgen -W "ALL AUDIT_WRITE
                     CHOWN DAC_OVERRIDE FOWNER FSETID KILL MKNOD NET_ADMIN NET_BIND_SERVICE
@@ -70,7 +88,8 @@ _pyctr() {
                 --stop-signal) mapfile -t COMPREPLY < <(compgen -W "SIGTERM SIGINT SIGQUIT
                     SIGHUP SIGKILL SIGUSR1 SIGUSR2" -- "$cur"); return ;;
                 --name|-e|--env|-w|--workdir|-u|--user|--hostname|-l|--label|-m|--memory|\
-                --cpus|--pids-limit|--stop-timeout|--entrypoint|--detach-keys) return ;;
+                --cpus|--pids-limit|--stop-timeout|--entrypoint|--detach-keys|-p|--publish|\
+                --dns|--dns-search|--add-host|--network-alias|--health-*) return ;;
             esac
             # the first word that is not a flag (or a flag's value) is the image;
             # after it comes the container's command, which is not ours to complete
@@ -79,7 +98,11 @@ _pyctr() {
                 case ${words[j]} in
                     --name|-e|--env|-w|--workdir|-u|--user|--hostname|-l|--label|-v|--volume|\
                     -m|--memory|--cpus|--pids-limit|--network|--stop-signal|--stop-timeout|\
-                    --entrypoint|--detach-keys|--security-opt|--cap-add|--cap-drop|--ulimit)
+                    --entrypoint|--detach-keys|--security-opt|--cap-add|--cap-drop|--ulimit|\
+                    -p|--publish|--dns|--dns-search|--add-host|--network-alias|--restart|\
+                    --health-cmd|--health-interval|--health-timeout|--health-retries|\
+                    --health-start-period|--mount|--log-driver|--cidfile|--pull|--tls-verify|\
+                    --creds)
                         j=$((j + 1)) ;;
                     -*) ;;
                     *) seen_image=1; break ;;
@@ -105,41 +128,93 @@ _pyctr() {
             return
             ;;
         image)
-            mapfile -t COMPREPLY < <(compgen -W "import ls list rm" -- "$cur")
+            if [[ $((i + 1)) -eq $cword ]]; then
+                mapfile -t COMPREPLY < <(compgen -W "import ls list rm inspect exists pull
+                    push save tag untag" -- "$cur")
+                return
+            fi
+            case ${words[i + 1]} in
+                ls|list) verb=images ;;
+                rm) verb=rmi ;;
+                *) verb=${words[i + 1]} ;;
+            esac
+            ;;
+        container)
+            if [[ $((i + 1)) -eq $cword ]]; then
+                mapfile -t COMPREPLY < <(compgen -W "$container_verbs" -- "$cur")
+                return
+            fi
+            case ${words[i + 1]} in
+                ls|list) verb=ps ;;
+                *) verb=${words[i + 1]} ;;
+            esac
+            ;;
+        system)
+            mapfile -t COMPREPLY < <(compgen -W "info df" -- "$cur")
             return
             ;;
-        rmi) flags="-f --force" ;;
-        images) flags="-q --quiet --no-trunc --format" ;;
-        ps) flags="-a --all -q --quiet --no-trunc --format" ;;
-        events) flags="--format" ;;
-        logs) flags="-f --follow -t --timestamps -n --tail" ;;
-        start) flags="-a --attach -i --interactive --detach-keys" ;;
-        stop|restart) flags="-t --time" ;;
-        kill) flags="-s --signal" ;;
-        rm) flags="-f --force" ;;
+    esac
+    case $verb in
+        rmi) flags="-f --force -a --all -i --ignore" ;;
+        images) flags="-q --quiet --no-trunc --format -f --filter -n --noheading -a --all
+            --digests --sort" ;;
+        ps) flags="-a --all -q --quiet --no-trunc --format -f --filter --noheading -n --last
+            -l --latest --sort --external --sync" ;;
+        events) flags="--format -f --filter --since --until --stream --no-trunc" ;;
+        logs) flags="-f --follow -t --timestamps --tail --since --until -n --names
+            -l --latest" ;;
+        start) flags="-a --attach -i --interactive --detach-keys --all -l --latest
+            -f --filter --sig-proxy" ;;
+        stop) flags="-t --time -a --all -l --latest -i --ignore --cidfile" ;;
+        restart) flags="-t --time -a --all -l --latest --running" ;;
+        kill) flags="-s --signal -a --all -l --latest --cidfile" ;;
+        pause|unpause) flags="-a --all -l --latest --cidfile" ;;
+        wait) flags="--condition -i --interval --ignore -l --latest" ;;
+        rm) flags="-f --force -a --all -l --latest -i --ignore --cidfile -t --time
+            -v --volumes" ;;
+        mount) flags="-a --all -l --latest --format --no-trunc" ;;
+        unmount|umount) flags="-a --all -l --latest -f --force" ;;
+        inspect) flags="-f --format -t --type -l --latest" ;;
+        info|version) flags="-f --format" ;;
         export) flags="-o --output" ;;
-        attach) flags="--detach-keys --no-stdin" ;;
+        attach) flags="--detach-keys --no-stdin -l --latest --sig-proxy" ;;
+        exec) flags="-i --interactive -t --tty -d --detach -e --env -u --user -w --workdir
+            --detach-keys" ;;
     esac
 
     case $prev in
-        --format)
-            if [[ $verb == events ]]; then
-                mapfile -t COMPREPLY < <(compgen -W "text json" -- "$cur")
-            else
-                mapfile -t COMPREPLY < <(compgen -W "table json" -- "$cur")
+        --format|-f)
+            if [[ $prev == --format || $verb == inspect || $verb == info ]]; then
+                mapfile -t COMPREPLY < <(compgen -W "json table" -- "$cur")
+                return
             fi
-            return ;;
+            [[ $verb == logs || $verb == rmi || $verb == rm || $verb == unmount ]] || return ;;
+        --filter) compopt -o nospace 2>/dev/null
+            mapfile -t COMPREPLY < <(compgen -W "id= name= label= status= exited= ancestor=
+                before= since= reference= dangling= container= event= type= image="
+                -- "$cur"); return ;;
+        --type)
+            mapfile -t COMPREPLY < <(compgen -W "container image all" -- "$cur"); return ;;
+        --condition) mapfile -t COMPREPLY < <(compgen -W "stopped exited running paused
+            created" -- "$cur"); return ;;
+        --since|--until|--cidfile|--sort|--last|--interval|--stream|--no-trunc) return ;;
         -o|--output) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
         -s|--signal) mapfile -t COMPREPLY < <(compgen -W "SIGKILL SIGTERM SIGINT SIGHUP
             SIGQUIT SIGUSR1 SIGUSR2 SIGSTOP SIGCONT" -- "$cur"); return ;;
-        -t|--time|-n|--tail|--detach-keys) return ;;
+        --time|--tail|--detach-keys) return ;;
+        -t)
+            if [[ $verb == inspect ]]; then
+                mapfile -t COMPREPLY < <(compgen -W "container image all" -- "$cur")
+                return
+            fi
+            [[ $verb == stop || $verb == restart || $verb == rm ]] && return ;;
     esac
     if [[ $cur == -* ]]; then
         mapfile -t COMPREPLY < <(compgen -W "$flags --help" -- "$cur")
         return
     fi
     case $verb in
-        images|ps|events) ;;
+        images|ps|events|info|version|system|df) ;;
         rmi|inspect)
             local names
             names="$(_pyctr_names images "${bus[@]}")"

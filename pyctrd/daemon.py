@@ -36,6 +36,9 @@ async def serve(settings: Settings) -> int:
     engine = Engine(layout, oci, Conmon(oci, settings.conmon),
                     log_size_max=settings.log_size_max,
                     import_max_bytes=settings.import_max_bytes)
+    engine.transfers.configure(auth_file=settings.registry_auth_file,
+                               registries_conf=settings.registries_conf,
+                               policy=settings.signature_policy)
     engine.load()
     await engine.recover()
     operations = Operations(engine)
@@ -54,6 +57,9 @@ async def serve(settings: Settings) -> int:
              len(engine.containers), len(engine.images), settings.bus, oci.path)
     varlink = VarlinkServer(operations, settings.run_root / VARLINK_SOCKET_NAME, authority)
     varlink.start()
+    # Serving now: containers due to start (a reboot, restarts due meanwhile) start
+    # in the background, with callers already answered.
+    engine.restarts.begin()
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -71,6 +77,7 @@ async def serve(settings: Settings) -> int:
         bus.disconnect()
     stopping.cancel()
     varlink.close()
+    await engine.jobs.close()  # running pulls stop and delete their staging dirs
     engine.close()
     return status
 

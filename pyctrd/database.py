@@ -33,6 +33,18 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # 2: the event history (core/events.py), bounded by EventLog; seq orders it
+    """
+    CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY,
+        time_usec  INTEGER NOT NULL,
+        type       TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        object_id  TEXT NOT NULL,
+        attributes TEXT NOT NULL
+    );
+    CREATE INDEX events_time ON events (time_usec);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -121,6 +133,41 @@ class Database:
 
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+    # events (newest last; at most ``keep`` of them stay)
+
+    def add_event(self, time_usec: int, kind: str, action: str, object_id: str,
+                  attributes: dict[str, str], keep: int) -> None:
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO events (time_usec, type, action, object_id, attributes) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (time_usec, kind, action, object_id, _dump(attributes)))
+            # seq grows by one per event: everything older than the last ``keep`` goes.
+            self._db.execute("DELETE FROM events WHERE seq <= ?",
+                             ((cursor.lastrowid or 0) - keep,))
+
+    def events(self, since_usec: int = 0, until_usec: int = 0
+               ) -> list[tuple[int, str, str, str, dict[str, str]]]:
+        """(time, type, action, object ID, attributes), oldest first; 0: no bound."""
+        query = "SELECT time_usec, type, action, object_id, attributes FROM events"
+        bounds, args = [], []
+        if since_usec:
+            bounds.append("time_usec >= ?")
+            args.append(since_usec)
+        if until_usec:
+            bounds.append("time_usec <= ?")
+            args.append(until_usec)
+        if bounds:
+            query += " WHERE " + " AND ".join(bounds)
+        return [(t, kind, action, oid, json.loads(attrs)) for t, kind, action, oid, attrs
+                in self._db.execute(query + " ORDER BY seq", args)]
+
+    def last_event_time(self) -> int:
+        row = self._db.execute("SELECT time_usec FROM events ORDER BY seq DESC LIMIT 1"
+                               ).fetchone()
+        return 0 if row is None else int(row[0])
 
 
 class _Transaction:

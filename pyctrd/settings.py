@@ -23,6 +23,10 @@ CONFIG_KEYS: dict[str, type] = {
     "log_size_max": int,
     "runtime_timeout": int,  # seconds a runc/crun call may take before it is killed
     "import_max_bytes": int,  # file bytes one import may unpack; 0: from the free space
+    # registries (skopeo): a daemon-wide auth file; other registries.conf / policy.json
+    "registry_auth_file": str,
+    "registries_conf": str,
+    "signature_policy": str,
 }
 
 
@@ -42,6 +46,9 @@ class Settings:
     config_file: Path | None
     runtime_timeout: int = 30
     import_max_bytes: int = 0  # 0: 90 % of the store's free space less 1 GiB, per import
+    registry_auth_file: Path | None = None  # credentials used when a pull brings none
+    registries_conf: Path | None = None  # None: /etc/containers/registries.conf
+    signature_policy: Path | None = None  # None: /etc/containers/policy.json
 
 
 def parser() -> argparse.ArgumentParser:
@@ -86,7 +93,14 @@ def load(argv: list[str] | None = None) -> Settings:
         config_file=config_path if config_path.exists() else None,
         runtime_timeout=_positive(config.get("runtime_timeout", 30), "runtime_timeout"),
         import_max_bytes=_not_negative(config.get("import_max_bytes", 0), "import_max_bytes"),
+        registry_auth_file=_optional_path(config.get("registry_auth_file")),
+        registries_conf=_optional_path(config.get("registries_conf")),
+        signature_policy=_optional_path(config.get("signature_policy")),
     )
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value).absolute() if value else None
 
 
 def _positive(value: int, key: str) -> int:

@@ -597,7 +597,11 @@ class Client:
 
     async def create(self, command: list[str], image: str = "busybox",
                      **options: Any) -> str:
-        """CreateContainer; the object path. Removed (force) when the client closes."""
+        """CreateContainer; the object path. Removed (force) when the client closes.
+
+        Network "none" unless asked: the default bridge costs every test a netavark
+        setup and teardown (tests of networking pass network themselves)."""
+        options.setdefault("network", "none")
         (path,) = await self.manager("CreateContainer", "sasa{sv}",
                                      [image, command, self.options(**options)])
         self.created.append(path)

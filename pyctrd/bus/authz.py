@@ -24,8 +24,24 @@ from dbus_fast.aio import MessageBus
 from pyctrd.bus.callers import Callers
 from pyctrd.bus.errors import to_dbus_error
 from pyctrd.ops.authority import Authority, Caller, bus_name_subject, unidentified
-from pyctrd.ops.names import CONTAINER_IFACE, IMAGE_IFACE, MANAGER_IFACE
-from pyctrd.ops.operations import CONTAINER_OPS, IMAGE_OPS, MANAGER_OPS, Check, Operation
+from pyctrd.ops.exec import EXEC_SESSION_OPS
+from pyctrd.ops.names import (
+    CONTAINER_IFACE,
+    EXEC_SESSION_IFACE,
+    IMAGE_IFACE,
+    JOB_IFACE,
+    MANAGER_IFACE,
+    NETWORK_IFACE,
+)
+from pyctrd.ops.operations import (
+    CONTAINER_OPS,
+    IMAGE_OPS,
+    JOB_OPS,
+    MANAGER_OPS,
+    NETWORK_OPS,
+    Check,
+    Operation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +49,9 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
     MANAGER_IFACE: MANAGER_OPS,
     CONTAINER_IFACE: CONTAINER_OPS,
     IMAGE_IFACE: IMAGE_OPS,
+    JOB_IFACE: JOB_OPS,
+    EXEC_SESSION_IFACE: EXEC_SESSION_OPS,
+    NETWORK_IFACE: NETWORK_OPS,
 }
 Handler = Callable[[Message, Any], None]
 
@@ -115,4 +134,4 @@ class CallGuard:
             raise unidentified(operation.verb, operation.action)
         interactive = bool(msg.flags & MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION)
         caller = Caller(uid, bus_name_subject(sender), interactive)
-        await self._authority.authorize_all(caller, call.actions, call.details)
+        await self._authority.authorize_all(caller, call.actions_for(uid), call.details)

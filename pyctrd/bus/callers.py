@@ -117,6 +117,13 @@ async def stream_owner(verb: str) -> StreamOwner | None:
     return StreamOwner(uid, connection_key(msg.sender or ""))
 
 
+async def caller_uid(verb: str) -> int | None:
+    """The uid of the current call's sender (None outside a bus call), e.g. a job's
+    owner, who may cancel it without polkit."""
+    owner = await stream_owner(verb)
+    return None if owner is None else owner.uid
+
+
 def left_meanwhile(owner: StreamOwner | None) -> bool:
     """Whether ``owner``'s connection left the bus (its streams were closed before
     this one existed: the caller closes it too)."""

@@ -7,13 +7,17 @@ from typing import Any
 from dbus_fast import Variant
 from dbus_fast.service import ServiceInterface, dbus_signal, method
 
+from pyctrd.bus import paging
+from pyctrd.bus.callers import caller_uid
 from pyctrd.bus.errors import translate_errors
 from pyctrd.bus.props import add_readonly_properties, annotate_fd_methods, name_out_args
 from pyctrd.errors import PyctrdError
-from pyctrd.ops.names import MANAGER_IFACE, container_path, image_path
+from pyctrd.ops.names import MANAGER_IFACE, container_path, image_path, job_path, network_path
+from pyctrd.ops.networkoptions import decode_dbus as decode_network_options
 from pyctrd.ops.operations import Check, Operation, Operations, Target, check
 from pyctrd.ops.options import decode_dbus
 from pyctrd.ops.properties import MANAGER_PROPERTIES
+from pyctrd.ops.transferoptions import decode as decode_transfer_options
 
 
 def create_options(options: dict[str, Variant]) -> dict[str, Any]:
@@ -60,6 +64,14 @@ class ManagerObject(ServiceInterface):
 
     @method()
     @translate_errors
+    async def ListContainersPaged(self, options: "a{sv}") -> "a{oa{sa{sv}}}s":
+        # BusService answers it first, from GetManagedObjects' marshalled entries
+        # (bus/paging.py); this is the same answer the slow way.
+        return list(paging.page_values(self.operations.list_containers(),
+                                       paging.page_request(options)))
+
+    @method()
+    @translate_errors
     async def RemoveContainer(self, name_or_id: "s", force: "b") -> None:
         container = self.operations.get_container(name_or_id)
         await self.operations.remove_container(container, force)
@@ -91,6 +103,51 @@ class ManagerObject(ServiceInterface):
     async def RemoveImage(self, reference_or_id: "s", force: "b") -> None:
         await self.operations.remove_image_named(reference_or_id, force)
 
+    @method()
+    @translate_errors
+    async def GetEvents(self, since_usec: "t", until_usec: "t") -> "a(tsssa{ss})":
+        return [[e.time_usec, e.type, e.action, e.id, e.attributes]
+                for e in self.operations.get_events(since_usec, until_usec)]
+
+    @method()
+    @translate_errors
+    async def PullImage(self, reference: "s", options: "a{sv}") -> "o":
+        job = self.operations.pull_image(reference, decode_transfer_options(
+            {key: (variant.signature, variant.value) for key, variant in options.items()}),
+            await caller_uid("PullImage"))
+        return job_path(job.id)
+
+    @method()
+    @translate_errors
+    async def ListJobs(self) -> "ao":
+        return [job_path(job.id) for job in self.operations.list_jobs()]
+
+    # Networks (core/networks.py)
+
+    @method()
+    @translate_errors
+    async def CreateNetwork(self, name: "s", options: "a{sv}") -> "o":
+        network = self.operations.create_network(name, decode_network_options(
+            {key: (variant.signature, variant.value) for key, variant in options.items()}))
+        return network_path(network.id)
+
+    @method()
+    @translate_errors
+    async def GetNetwork(self, name_or_id: "s") -> "o":
+        return network_path(self.operations.get_network(name_or_id).id)
+
+    @method()
+    @translate_errors
+    async def ListNetworks(self) -> "a(ssso)":
+        return [[n.id, n.name, n.subnet, network_path(n.id)]
+                for n in self.operations.list_networks()]
+
+    @method()
+    @translate_errors
+    async def RemoveNetwork(self, name_or_id: "s", force: "b") -> None:
+        network = self.operations.get_network(name_or_id)
+        await self.operations.remove_network(network, force)
+
     # Declared for introspection; BusService sends them as prebuilt messages.
     @dbus_signal()
     def ContainerAdded(self) -> "so":
@@ -114,9 +171,16 @@ name_out_args(ManagerObject, {
     "CreateContainer": ["container"],
     "GetContainer": ["container"],
     "ListContainers": ["containers"],
+    "ListContainersPaged": ["objects", "next"],
     "ImportImage": ["image_id", "image"],
     "GetImage": ["image"],
     "ListImages": ["images"],
+    "CreateNetwork": ["network"],
+    "GetNetwork": ["network"],
+    "ListNetworks": ["networks"],
+    "GetEvents": ["events"],
+    "PullImage": ["job"],
+    "ListJobs": ["jobs"],
     "ContainerAdded": ["id", "path"],
     "ContainerRemoved": ["id", "path"],
     "ImageAdded": ["id", "path"],

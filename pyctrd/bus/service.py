@@ -28,18 +28,22 @@ from dbus_fast.constants import RequestNameReply
 from dbus_fast.service import ServiceInterface
 from dbus_fast.signature import get_signature_tree
 
-from pyctrd.bus import connection
+from pyctrd.bus import connection, paging
 from pyctrd.bus.authz import CallGuard, operation_of
 from pyctrd.bus.callers import connection_key
 from pyctrd.bus.container import ContainerObject
 from pyctrd.bus.errors import to_dbus_error
+from pyctrd.bus.exec import ExecBus, ExecSessionObject
 from pyctrd.bus.image import ImageObject
+from pyctrd.bus.job import JobObject
 from pyctrd.bus.managed import SIGNATURE as MANAGED_SIGNATURE
 from pyctrd.bus.managed import Interfaces, ManagedObjects, RawReply
 from pyctrd.bus.manager import ManagerObject
+from pyctrd.bus.network import NetworkBus, NetworkObject
 from pyctrd.bus.props import dbus_methods, variants
 from pyctrd.core.container import Container
 from pyctrd.core.image import Image
+from pyctrd.core.jobs import Job
 from pyctrd.errors import InvalidArgument, NoSuchObject, PyctrdError
 from pyctrd.ops.authority import Authority
 from pyctrd.ops.names import (
@@ -48,17 +52,20 @@ from pyctrd.ops.names import (
     CONTAINER_PREFIX,
     IMAGE_IFACE,
     IMAGE_PREFIX,
+    JOB_IFACE,
     MANAGER_IFACE,
     MANAGER_PATH,
     OBJECT_MANAGER_IFACE,
     PROPERTIES_IFACE,
     container_path,
     image_path,
+    job_path,
 )
 from pyctrd.ops.operations import Operations
 from pyctrd.ops.properties import (
     CONTAINER_PROPERTIES,
     IMAGE_PROPERTIES,
+    JOB_PROPERTIES,
     MANAGER_PROPERTIES,
     changed,
     values,
@@ -72,7 +79,8 @@ INTROSPECTABLE_IFACE = "org.freedesktop.DBus.Introspectable"
 PEER_IFACE = "org.freedesktop.DBus.Peer"
 STANDARD_IFACES = (PROPERTIES_IFACE, INTROSPECTABLE_IFACE, PEER_IFACE)
 OBJECT_CLASSES: tuple[type[ServiceInterface], ...] = (ManagerObject, ContainerObject,
-                                                      ImageObject)
+                                                      ImageObject, JobObject,
+                                                      ExecSessionObject, NetworkObject)
 
 
 class NameTaken(Exception):
@@ -97,7 +105,10 @@ class BusService:
         self.manager = ManagerObject(operations)
         self._containers: dict[str, ContainerObject] = {}
         self._images: dict[str, ImageObject] = {}
+        self._jobs: dict[str, JobObject] = {}
         self._managed = ManagedObjects()
+        self.execs = ExecBus(self)  # exec session objects (bus/exec.py)
+        self.networks = NetworkBus(self)  # network objects (bus/network.py)
         # The Manager's changing properties as last announced.
         self._manager_values: dict[str, Any] = {}
         if authority is not None:
@@ -118,6 +129,9 @@ class BusService:
         self.bus.callers.on_gone(self._caller_gone)
         await self.bus.callers.start()
         self.engine.listener.add(self)
+        self.engine.jobs.add_listener(self)
+        self.execs.start()
+        self.networks.start()
         reply = await self.bus.request_name(BUS_NAME)
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
             raise NameTaken(f"{BUS_NAME} is already owned on this bus; is pyctrd running?")
@@ -178,6 +192,31 @@ class BusService:
             self._managed.invalidate(path)
             self._properties_changed(path, IMAGE_IFACE, variants(IMAGE_PROPERTIES, image, rows))
 
+    # JobListener
+
+    def job_added(self, job: Job) -> None:
+        path = job_path(job.id)
+        obj = JobObject(job, self.operations)
+        self._jobs[job.id] = obj
+        self.bus.export(path, obj)
+        self._managed.invalidate(path)
+        self._interfaces_added(path, JOB_IFACE, variants(JOB_PROPERTIES, job))
+
+    def job_changed(self, job: Job, fields: list[str]) -> None:
+        rows = changed(JOB_PROPERTIES, fields)
+        if rows and job.id in self._jobs:
+            path = job_path(job.id)
+            self._managed.invalidate(path)
+            self._properties_changed(path, JOB_IFACE, variants(JOB_PROPERTIES, job, rows))
+
+    def job_removed(self, job: Job) -> None:
+        path = job_path(job.id)
+        self._managed.invalidate(path)
+        obj = self._jobs.pop(job.id, None)
+        if obj is not None:
+            self.bus.unexport(path, obj)
+        self._interfaces_removed(path, JOB_IFACE)
+
     # exporting
 
     def _export_container(self, container: Container) -> str:
@@ -205,6 +244,11 @@ class BusService:
         for container in self.engine.containers.values():
             objects.append((container_path(container.id), functools.partial(
                 _container_interfaces, container)))
+        for job in self.engine.jobs.jobs.values():
+            objects.append((job_path(job.id), functools.partial(
+                _with_standard_of, JOB_IFACE, JOB_PROPERTIES, job)))
+        objects.extend(self.execs.managed_objects())
+        objects.extend(self.networks.managed_objects())
         return objects
 
     def _on_method_call(self, msg: Message) -> Message | bool | None:
@@ -225,6 +269,16 @@ class BusService:
                     self.managed_objects())
                 connection.send(self.bus, RawReply(msg, MANAGED_SIGNATURE, body))  # type: ignore[arg-type]
                 return True
+            if (msg.member == "ListContainersPaged" and msg.signature == "a{sv}"
+                    and msg.interface in (None, MANAGER_IFACE)):
+                # pages of the entries above, not marshalled again (bus/paging.py)
+                try:
+                    reply = paging.page_reply(msg, self.engine.containers.values(),
+                                              self._managed, _container_interfaces)
+                except PyctrdError as err:
+                    return self._refused(msg, err)
+                connection.send(self.bus, reply)  # type: ignore[arg-type]
+                return True
             return None
         if self._object_at(path) or msg.interface == PEER_IFACE:
             return None  # dbus-fast dispatches it (to the object now exported)
@@ -236,6 +290,8 @@ class BusService:
         """Whether an object lives at ``path``; a container's is exported now if not yet."""
         if path.startswith(CONTAINER_PREFIX):
             cid = path[len(CONTAINER_PREFIX):]
+            if "/" in cid:  # below a container: an exec session, exported while it lives
+                return path in self.bus._path_exports
             if cid in self._containers:
                 return True
             container = self.engine.containers.get(cid)
@@ -313,6 +369,10 @@ def _below(path: str, node: str) -> bool:
 
 def _with_standard(iface: str, values: dict[str, Variant]) -> dict[str, dict[str, Variant]]:
     return {iface: values, **{name: {} for name in STANDARD_IFACES}}
+
+
+def _with_standard_of(iface: str, table: Any, obj: Any) -> Interfaces:
+    return _with_standard(iface, variants(table, obj))
 
 
 def _container_variants(container: Container) -> dict[str, Variant]:

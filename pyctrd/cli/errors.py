@@ -9,7 +9,16 @@ An error reply is mapped back to its kind in the daemon's error catalogue
 raised, not for spellings of wire names.
 """
 
-from pyctrd.errors import NoSuchContainer, NoSuchImage, PyctrdError, RuntimeFailed
+import re
+
+from pyctrd.errors import (
+    Exists,
+    InvalidState,
+    NoSuchContainer,
+    NoSuchImage,
+    PyctrdError,
+    RuntimeFailed,
+)
 from pyctrd.ops.errors import ErrorKind, from_dbus_name, short_name
 
 EXIT_ENGINE = 125
@@ -34,10 +43,11 @@ _BUS_ERRORS = {
 class CliError(Exception):
     """A failure worth one line on stderr; ``status`` is pyctr's exit status."""
 
-    def __init__(self, message: str, status: int = EXIT_ENGINE) -> None:
+    def __init__(self, message: str, status: int = EXIT_ENGINE, whole: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.whole = whole  # names its subject already: print as it is
 
 
 class DaemonError(CliError):
@@ -73,9 +83,56 @@ def describe(name: str, text: str) -> str:
     return text or name
 
 
-def about(subject: str, err: CliError) -> str:
-    """The one line for a failure concerning ``subject`` (a container or image)."""
+def about(subject: str, err: CliError, verb: str = "") -> str:
+    """The one line for a failure concerning ``subject`` (a container or image), in
+    podman's words where scripts match them."""
+    if err.whole:
+        return err.message
+    if isinstance(err, DaemonError) and subject:
+        if err.is_a(NoSuchContainer):
+            return no_such_container(subject)
+        if err.is_a(NoSuchImage):
+            return f"{subject}: image not known"
+        if err.is_a(InvalidState):
+            return invalid_state(subject, verb, err.text)
+        if err.is_a(Exists):
+            return name_in_use(subject, err.text)
     return f"{subject}: {err.message}" if subject else err.message
+
+
+def no_such_container(name: str) -> str:
+    return f'no container with name or ID "{name}" found: no such container'
+
+
+_STATE = re.compile(r"it is (\w+)")
+
+
+def invalid_state(subject: str, verb: str, text: str) -> str:
+    """podman's message for a verb the container's state does not allow."""
+    match = _STATE.search(text)
+    state = match.group(1) if match else "unknown"
+    state = {"configured": "created"}.get(state, state)  # podman's word for not yet run
+    improper = "container state improper"
+    if verb == "pause":
+        return f'"{subject}" is not running, can\'t pause: {improper}'
+    if verb == "unpause":
+        return f'"{subject}" is not paused, can\'t unpause: {improper}'
+    if verb == "kill":
+        return f"can only kill running containers. {subject} is in state {state}: {improper}"
+    if verb == "rm":
+        return (f"cannot remove container {subject} as it is {state} - running or paused "
+                f"containers cannot be removed without force: {improper}")
+    if verb == "attach":
+        return f"you can only attach to running containers: {improper}"
+    return f"{subject}: {text or 'invalid state'}: {improper}"
+
+
+def name_in_use(name: str, text: str) -> str:
+    found = re.search(r"container ([0-9a-f]{12,64})", text)
+    owner = found.group(1) if found else "another container"
+    return (f'creating container storage: the container name "{name}" is already in use '
+            f"by {owner}. You have to remove that container to be able to reuse that name: "
+            "that name is already in use")
 
 
 def run_exit_status(err: CliError) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
 from collections.abc import Sequence
@@ -67,7 +66,8 @@ def container_status(c: dict[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
     state = c.get("State", "")
     if state == "running":
-        return f"Up {human_duration(now - seconds(c.get('StartedTimestamp', 0)))}"
+        health = f" ({c['Health']})" if c.get("Health") else ""  # podman's "(healthy)"
+        return f"Up {human_duration(now - seconds(c.get('StartedTimestamp', 0)))}{health}"
     if state == "paused":
         return f"Up {human_duration(now - seconds(c.get('StartedTimestamp', 0)))} (paused)"
     if state == "exited":
@@ -95,82 +95,12 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def ps_table(containers: list[dict[str, Any]], no_trunc: bool = False,
-             now: float | None = None) -> str:
-    rows = []
-    for c in containers:
-        command = command_line(c.get("Command", []))
-        rows.append([
-            c["Id"] if no_trunc else c["Id"][:SHORT_ID],
-            c.get("Image", ""),
-            command if no_trunc else truncate(command, COMMAND_WIDTH),
-            ago(c.get("CreatedTimestamp", 0), now),
-            container_status(c, now),
-            c.get("Name", ""),
-        ])
-    return table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
-
-
-def ps_json(containers: list[dict[str, Any]], now: float | None = None) -> str:
-    """A JSON array shaped like `podman ps --format json`'s (the keys pyctrd can fill)."""
-    out = []
-    for c in containers:
-        state = c.get("State", "")
-        out.append({
-            "AutoRemove": False,
-            "Command": c.get("Command", []),
-            "Created": int(seconds(c.get("CreatedTimestamp", 0))),
-            "CreatedAt": ago(c.get("CreatedTimestamp", 0), now),
-            "Exited": state == "exited",
-            "ExitedAt": int(seconds(c.get("FinishedTimestamp", 0))),
-            "ExitCode": c.get("ExitCode", 0),
-            "Id": c["Id"],
-            "Image": c.get("Image", ""),
-            "ImageID": c.get("ImageId", ""),
-            "Labels": c.get("Labels") or None,
-            "Mounts": [],
-            "Names": [c.get("Name", "")],
-            "Pid": c.get("PID", 0),
-            "StartedAt": int(seconds(c.get("StartedTimestamp", 0))),
-            "State": state,
-            "Status": container_status(c, now),
-        })
-    return json.dumps(out, indent=4)
-
-
 def split_reference(reference: str) -> tuple[str, str]:
     """"name:tag" → (name, tag); a colon in a registry's host:port is not a tag."""
     name, sep, tag = reference.rpartition(":")
     if not sep or "/" in tag:
         return reference, ""
     return name, tag
-
-
-def images_table(images: list[dict[str, Any]], no_trunc: bool = False,
-                 now: float | None = None) -> str:
-    rows = []
-    for i in images:
-        repository, tag = split_reference(i.get("Reference", ""))
-        rows.append([
-            repository or "<none>",
-            tag or "<none>",
-            i["Id"] if no_trunc else i["Id"][:SHORT_ID],
-            ago(i.get("CreatedTimestamp", 0), now),
-            human_size(i.get("Size", 0)),
-        ])
-    return table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
-
-
-def images_json(images: list[dict[str, Any]]) -> str:
-    """Shaped like `podman images --format json`'s entries."""
-    out = [{
-        "Id": i["Id"],
-        "Names": [i["Reference"]] if i.get("Reference") else [],
-        "Digest": i.get("Digest", ""),
-        "Created": int(seconds(i.get("CreatedTimestamp", 0))),
-        "Size": i.get("Size", 0),
-    } for i in images]
-    return json.dumps(out, indent=4)
 
 
 def rfc3339(micros: int) -> str:

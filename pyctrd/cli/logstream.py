@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
+from datetime import datetime
 from typing import BinaryIO
 
 from pyctrd.cli.bus import Daemon, Ref
@@ -47,9 +49,46 @@ async def count_records(daemon: Daemon, ref: Ref) -> int:
         transport.close()
 
 
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def rfc3339_ns(text: str) -> int | None:
+    """An RFC 3339 time as Unix nanoseconds, every digit kept (a float of seconds
+    cannot tell two records a few nanoseconds apart); None if unreadable."""
+    digits = ""
+    match = _FRACTION.search(text)
+    if match:
+        digits = match.group(1)
+        text = text[:match.start()] + text[match.end():]
+    try:
+        whole = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if whole.tzinfo is None:
+        whole = whole.astimezone()
+    return int(whole.timestamp()) * 1_000_000_000 + int((digits + "0" * 9)[:9])
+
+
+def record_time(stamp: bytes) -> int | None:
+    """A record's time in Unix nanoseconds (None if unreadable)."""
+    return rfc3339_ns(stamp.decode(errors="replace"))
+
+
+def in_window(stamp: bytes, since: int | None, until: int | None) -> bool:
+    """Whether a record falls within logs --since/--until (Unix nanoseconds)."""
+    if since is None and until is None:
+        return True
+    when = record_time(stamp)
+    if when is None:
+        return True
+    return (since is None or when >= since) and (until is None or when <= until)
+
+
 async def print_log(daemon: Daemon, ref: Ref, follow: bool, skip: int = 0,
-                    timestamps: bool = False, prefix: bytes = b"") -> None:
-    """Print the log's records from the ``skip``-th on, each text to its own stream."""
+                    timestamps: bool = False, prefix: bytes = b"",
+                    since: int | None = None, until: int | None = None) -> None:
+    """Print the log's records from the ``skip``-th on, each text to its own stream;
+    only those between ``since`` and ``until`` (Unix nanoseconds) when given."""
     fd = await daemon.call_for_fd(ref.path, CONTAINER_IFACE, "OpenLog", "b", [follow])
     reader, transport = await open_reader(fd)
     try:
@@ -59,6 +98,10 @@ async def print_log(daemon: Daemon, ref: Ref, follow: bool, skip: int = 0,
             if seen <= skip:
                 continue
             stamp, stream, text = parse_record(line)
+            if not in_window(stamp, since, until):
+                if until is not None and (record_time(stamp) or 0) > until:
+                    break  # records come in time order: nothing later can match
+                continue
             out = output_for(stream)
             out.write(prefix + (stamp + b" " if timestamps else b"") + text + b"\n")
             out.flush()

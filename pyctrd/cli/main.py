@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> None:
         args = parser.parse_args(argv)
     except SystemExit as done:
         sys.exit(EXIT_ENGINE if done.code not in (0, None) else 0)
+    if getattr(args, "noout", False):  # podman's global --noout: nothing on stdout
+        import os
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     try:
         status = asyncio.run(run(args))
     except CliError as err:

@@ -19,7 +19,7 @@ from dbus_fast import Variant
 
 from pyctrd.cli.errors import CliError
 from pyctrd.errors import InvalidArgument
-from pyctrd.ops.options import decode_dbus, encode_dbus
+from pyctrd.ops.options import OPTIONS, decode_dbus, encode_dbus
 
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?) ?([bkmgtp])?(?:i?b)?$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -34,6 +34,8 @@ def parse_memory(text: str) -> int:
                        "unit b, k, m, g (e.g. 512m or 1g)")
     number, unit = match.groups()
     size = int(float(number) * _UNITS[(unit or "").lower()])
+    if size == 0:
+        return 0  # podman: no limit
     if size < MEMORY_MIN:
         raise CliError(f"memory limit {text!r} is below the minimum of 6m")
     return size
@@ -74,6 +76,36 @@ def parse_volume(spec: str, cwd: str | None = None) -> tuple[str, str, str]:
     if "ro" in opts and "rw" in opts:
         raise CliError(f"invalid volume {spec!r}: both ro and rw")
     return source, destination, ",".join(opts)
+
+
+_MOUNT_KEYS = {"source": "src", "src": "src", "destination": "dst", "dst": "dst",
+               "target": "dst"}
+
+
+def parse_mount(spec: str) -> tuple[str, str, str]:
+    """--mount type=bind,source=/a,target=/b[,readonly|ro[=true]][,bind-propagation=…]
+    → the same mount as -v /a:/b[:ro]; other types are refused naming the flag."""
+    fields: dict[str, str] = {}
+    options: list[str] = []
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if key == "type":
+            if value != "bind":
+                raise CliError(f"--mount type={value}: pyctrd makes bind mounts only "
+                               "(type=bind)")
+        elif key in _MOUNT_KEYS:
+            fields[_MOUNT_KEYS[key]] = value
+        elif key in ("readonly", "ro"):
+            if not sep or value in ("true", "1"):
+                options.append("ro")
+        elif key in ("bind-propagation", "relabel", "bind-nonrecursive"):
+            continue  # pyctrd's bind mounts are private and recursive, as podman's default
+        else:
+            raise CliError(f"--mount {spec!r}: pyctr does not know the option {key!r}")
+    if "src" not in fields or "dst" not in fields:
+        raise CliError(f"--mount {spec!r}: give type=bind,source=HOST-PATH,target=PATH")
+    return parse_volume(f"{fields['src']}:{fields['dst']}" + (":ro" if options else ""))
 
 
 def parse_env(items: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
@@ -147,6 +179,20 @@ FLAG_OPTIONS: dict[str, str] = {
     "security-opt no-new-privileges": "no_new_privileges",
     "privileged": "privileged", "cap_add": "cap_add", "cap_drop": "cap_drop",
     "security-opt seccomp": "seccomp", "ulimit": "ulimits",
+    # options the daemon's schema may not have yet: sent only if it has them
+    "publish": "ports", "dns": "dns", "dns_search": "dns_search", "add_host": "add_hosts",
+    "network_alias": "network_aliases", "restart": "restart_policy",
+    "restart retries": "restart_retries", "rm": "auto_remove", "health_cmd": "health_cmd",
+    "health_interval": "health_interval", "health_timeout": "health_timeout",
+    "health_retries": "health_retries", "health_start_period": "health_start_period",
+}
+# dest → the flag a user typed, for messages
+FLAG_NAMES: dict[str, str] = {
+    "publish": "--publish", "dns": "--dns", "dns_search": "--dns-search",
+    "add_host": "--add-host", "network_alias": "--network-alias", "restart": "--restart",
+    "restart retries": "--restart", "rm": "--rm", "health_cmd": "--health-cmd",
+    "health_interval": "--health-interval", "health_timeout": "--health-timeout",
+    "health_retries": "--health-retries", "health_start_period": "--health-start-period",
 }
 UNLIMITED = (1 << 64) - 1  # RLIM_INFINITY; podman's -1 and "unlimited"
 
@@ -191,8 +237,14 @@ def flag_values(args: argparse.Namespace,
         given["hostname"] = args.hostname
     if args.label:
         given["label"] = parse_labels(args.label)
-    if args.volume:
-        given["volume"] = [parse_volume(v) for v in args.volume]
+    mounts = [parse_volume(v) for v in args.volume] + \
+        [parse_mount(m) for m in getattr(args, "mount", None) or []]
+    if mounts:
+        given["volume"] = mounts
+    driver = getattr(args, "log_driver", None)
+    if driver not in (None, "k8s-file"):
+        raise CliError(f"--log-driver {driver}: pyctrd keeps every container's log as "
+                       "k8s-file")
     if args.memory:
         given["memory"] = parse_memory(args.memory)
     if args.cpus:
@@ -222,6 +274,113 @@ def flag_values(args: argparse.Namespace,
     if args.ulimit:
         given["ulimit"] = [parse_ulimit(u) for u in args.ulimit]
     given.update(parse_security_opts(args.security_opt))
+    given.update(_network_values(args))
+    return given
+
+
+_PORT = re.compile(r"^(?:(?:\[?([0-9a-fA-F.:]*)\]?):)?(?:(\d*):)?(\d+)(?:/(tcp|udp))?$")
+
+
+def parse_publish(spec: str) -> list[tuple[str, int, int, str]]:
+    """-p [IP:][HOSTPORT:]PORT[/PROTO] (ranges as START-END on both sides)."""
+    proto = "tcp"
+    body = spec
+    if "/" in spec:
+        body, proto = spec.rsplit("/", 1)
+        if proto not in ("tcp", "udp"):
+            raise CliError(f'invalid --publish "{spec}": the protocol is tcp or udp')
+    parts = body.rsplit(":", 2)
+    host_ip, host, container = "", "", parts[-1]
+    if len(parts) == 2:
+        host = parts[0]
+    elif len(parts) == 3:
+        host_ip, host = parts[0].strip("[]"), parts[1]
+
+    def span(text: str) -> tuple[int, int]:
+        first, _, last = text.partition("-")
+        if not first.isdigit() or (last and not last.isdigit()):
+            raise CliError(f'invalid --publish "{spec}": ports are numbers (or ranges)')
+        lo, hi = int(first), int(last or first)
+        if not 0 < lo <= hi <= 65535:
+            raise CliError(f'invalid --publish "{spec}": ports are 1 to 65535')
+        return lo, hi
+
+    c_lo, c_hi = span(container)
+    if host:
+        h_lo, h_hi = span(host)
+        if h_hi - h_lo != c_hi - c_lo:
+            raise CliError(f'invalid --publish "{spec}": the ranges differ in length')
+    else:
+        h_lo = 0
+    return [(host_ip, h_lo + i if h_lo else 0, c_lo + i, proto)
+            for i in range(c_hi - c_lo + 1)]
+
+
+def parse_restart(text: str) -> tuple[str, int | None]:
+    policy, _, retries = text.partition(":")
+    if policy not in ("no", "on-failure", "always", "unless-stopped"):
+        raise CliError(f'invalid --restart "{text}": give no, on-failure[:N], always or '
+                       "unless-stopped")
+    if retries and (policy != "on-failure" or not retries.isdigit()):
+        raise CliError(f'invalid --restart "{text}": only on-failure takes a number of retries')
+    return policy, int(retries) if retries else None
+
+
+def parse_seconds(flag: str, text: str) -> int:
+    """A Go duration (30s, 1m) or plain seconds → whole seconds."""
+    if text.isdigit():
+        return int(text)
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?", text)
+    if not text or not match:
+        raise CliError(f'invalid argument "{text}" for "{flag}" flag: give a duration '
+                       "such as 30s or 1m")
+    hours, minutes, secs = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + secs
+
+
+def _network_values(args: argparse.Namespace) -> dict[str, Any]:
+    given: dict[str, Any] = {}
+    if getattr(args, "network", None):
+        if args.network.startswith("container:"):
+            raise CliError("--network container:ID: pyctrd cannot share another container's "
+                           "network namespace")
+        if args.network.startswith(("ns:", "slirp4netns", "pasta", "private")):
+            raise CliError(f"--network {args.network}: pyctrd offers bridge, none, host or a "
+                           "network's name")
+    if getattr(args, "publish", None):
+        given["publish"] = [p for spec in args.publish for p in parse_publish(spec)]
+    for dest in ("dns", "dns_search", "network_alias"):
+        if getattr(args, dest, None):
+            given[dest] = list(getattr(args, dest))
+    if getattr(args, "add_host", None):
+        hosts = []
+        for item in args.add_host:
+            name, sep, address = item.partition(":")
+            if not sep or not name or not address:
+                raise CliError(f'invalid --add-host "{item}": give NAME:IP')
+            hosts.append((name, address))
+        given["add_host"] = hosts
+    if getattr(args, "restart", None):
+        policy, retries = parse_restart(args.restart)
+        given["restart"] = policy
+        if retries is not None:
+            given["restart retries"] = retries
+    if getattr(args, "rm", False) and getattr(args, "detach", False):
+        given["rm"] = True
+    if getattr(args, "no_healthcheck", False):
+        if getattr(args, "health_cmd", None):
+            raise CliError("--no-healthcheck and --health-cmd contradict each other")
+    elif getattr(args, "health_cmd", None):
+        text = args.health_cmd
+        given["health_cmd"] = parse_entrypoint(text) if text.lstrip().startswith("[") \
+            else ["/bin/sh", "-c", text]
+    for dest in ("health_interval", "health_timeout", "health_start_period"):
+        value = getattr(args, dest, None)
+        if value:
+            flag = "--" + dest.replace("_", "-")
+            given[dest] = 0 if value == "disable" else parse_seconds(flag, value)
+    if getattr(args, "health_retries", None) is not None:
+        given["health_retries"] = args.health_retries
     return given
 
 
@@ -254,8 +413,13 @@ def create_options(args: argparse.Namespace,
     Each value is typed by the option schema and checked as the daemon will
     check it (ranges, NaN), so a bad value fails here with the daemon's words.
     """
+    values = flag_values(args, environ)
+    for dest in values:
+        if dest in FLAG_NAMES and FLAG_OPTIONS[dest] not in OPTIONS:  # not in the schema yet
+            raise CliError(f"{FLAG_NAMES.get(dest, '--' + dest)}: this pyctrd has no "
+                           f"`{FLAG_OPTIONS[dest]}` option yet")
     typed = {FLAG_OPTIONS[dest]: encode_dbus(FLAG_OPTIONS[dest], value)
-             for dest, value in flag_values(args, environ).items()}
+             for dest, value in values.items()}
     try:
         decode_dbus(typed)
     except InvalidArgument as err:

@@ -9,8 +9,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyctrd.core.exitoptions import check_exit_options
 from pyctrd.core.image import Image
 from pyctrd.core.namegen import generate_name
+from pyctrd.core.netoptions import check_network_options
 from pyctrd.core.unixsignals import parse_signal
 from pyctrd.errors import InvalidArgument
 from pyctrd.oci import capabilities, rlimits, seccomp
@@ -19,7 +21,6 @@ from pyctrd.storage.etcfiles import resolve_user
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 DEFAULT_STOP_TIMEOUT = 10
-NETWORKS = ("none", "host")
 MOUNT_OPTIONS = {"ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec", "private",
                  "rprivate", "shared", "rshared", "slave", "rslave"}
 # API.md's per-container size limits (bytes, UTF-8), checked at create.
@@ -62,7 +63,14 @@ class ContainerConfig:
     memory_limit: int = 0
     cpu_quota: float = 0.0
     pids_limit: int = 0
-    network: str = "none"
+    network: str = "none"  # the mode: "bridge", "none" or "host" (records before: none)
+    # Networks (core/networks.py, core/netoptions.py): published ports as
+    # (host_ip, host_port, container_port, protocol), resolv.conf and hosts entries.
+    ports: list[tuple[str, int, int, str]] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    add_hosts: list[tuple[str, str]] = field(default_factory=list)
+    network_aliases: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     no_new_privileges: bool = False
@@ -73,6 +81,15 @@ class ContainerConfig:
     seccomp: str = SECCOMP_DEFAULT
     # (name, soft, hard), the defaults included, resolved at create; None: defaults.
     ulimits: list[tuple[str, int, int]] | None = None
+    # What happens after an exit (core/restart.py) and health checks (core/health.py).
+    restart_policy: str = "no"
+    restart_retries: int = 0
+    auto_remove: bool = False
+    health_cmd: list[str] = field(default_factory=list)
+    health_interval: int = 30
+    health_timeout: int = 30
+    health_retries: int = 3
+    health_start_period: int = 0
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +98,8 @@ class ContainerConfig:
     def from_record(cls, record: dict[str, Any]) -> "ContainerConfig":
         record = dict(record)
         record["mounts"] = [tuple(m) for m in record.get("mounts", [])]
+        for key in ("ports", "add_hosts"):
+            record[key] = [tuple(item) for item in record.get(key, [])]
         if record.get("ulimits") is not None:
             record["ulimits"] = [tuple(u) for u in record["ulimits"]]
         return cls(**record)
@@ -118,9 +137,11 @@ def build_config(image: Image, image_root: Path | Sequence[Path], command: list[
     if not (0 <= uid <= ID_MAX and 0 <= gid <= ID_MAX):
         raise InvalidArgument(f"user {user!r}: uid and gid must be 0..{ID_MAX}")
     stop_signal = parse_signal(options.get("stop_signal", image.stop_signal or "SIGTERM"))
-    network = options.get("network", "none")
-    if network not in NETWORKS:
-        raise InvalidArgument(f"network {network!r} is not supported; use 'none' or 'host'")
+    # A network's name means a bridge (the engine has looked it up: core/networks.py).
+    network = options.get("network", "bridge")
+    if network not in ("none", "host"):
+        network = "bridge"
+    network_options = check_network_options(options, network)
     workdir = options.get("workdir", image.workdir) or "/"
     if not workdir.startswith("/") or len(workdir.encode()) > PATH_MAX or "\0" in workdir:
         raise InvalidArgument(f"workdir {workdir[:100]!r} must be an absolute path "
@@ -139,6 +160,7 @@ def build_config(image: Image, image_root: Path | Sequence[Path], command: list[
     if confinement == SECCOMP_DEFAULT:
         seccomp.ensure_available()  # refused now rather than failing at Start
     ulimits = rlimits.resolve(options.get("ulimits", []))
+    exit_options = check_exit_options(options)
     return ContainerConfig(
         id=cid,
         name=name,
@@ -169,6 +191,8 @@ def build_config(image: Image, image_root: Path | Sequence[Path], command: list[
         capabilities=caps,
         seccomp=confinement,
         ulimits=ulimits,
+        **exit_options,
+        **network_options,
     )
 
 

@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from pyctrd.core import inspect as inspect_output
 from pyctrd.core.config import ContainerConfig, now_us
 from pyctrd.core.faults import checkpoint
 from pyctrd.core.guarded import failing_as
+from pyctrd.core.networks import Attachment, Networks
 from pyctrd.core.ports import (
     ConmonRequest,
     ExitWatchHandle,
@@ -40,6 +41,7 @@ from pyctrd.database import Database
 from pyctrd.errors import Failed, InvalidState, NoSuchContainer, RuntimeFailed, StorageFailed
 from pyctrd.layout import Layout
 from pyctrd.oci.spec import SpecInput, build_spec
+from pyctrd.pacing import pacer
 from pyctrd.storage import archive
 from pyctrd.storage.rootfs import RootfsPaths
 from pyctrd.storage.trees import remove_quietly
@@ -47,6 +49,8 @@ from pyctrd.storage.trees import remove_quietly
 log = logging.getLogger(__name__)
 
 KILL_GRACE = 30.0  # after SIGKILL, how long to wait for the monitor's report
+# How long a monitor may take to report an exit the runtime already shows.
+EXIT_REPORT_GRACE = 0.5
 
 
 @dataclass
@@ -66,6 +70,25 @@ class ContainerStatus:
     removing: bool = False  # Remove began: a restart finishes it
     started: int = 0
     finished: int = 0
+    # Restart policy (core/restart.py): a caller's Stop/Kill (or a reboot) ended the last
+    # run: no failure (unless-stopped remembers it across reboots); restarts since a caller's
+    # Start; consecutive quick restarts (the back-off's exponent); when the next
+    # restart is due (µs since the epoch, 0: none), so a daemon restart carries on.
+    stopped_by_user: bool = False
+    restart_count: int = 0
+    restart_streak: int = 0
+    restart_at: int = 0
+    # Health checks (core/health.py): "" (no check), starting, healthy, unhealthy;
+    # consecutive failures; the last results as Inspect shows them.
+    health: str = ""
+    health_failures: int = 0
+    health_log: list[dict[str, Any]] = field(default_factory=list)
+    # Networks (core/networks.py): the names it is on; while set up, its namespace,
+    # its address on each network and the ports published (host_port filled in).
+    networks: list[str] = field(default_factory=list)
+    netns: str = ""
+    addresses: dict[str, str] = field(default_factory=dict)
+    published: list[list[Any]] = field(default_factory=list)
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +125,7 @@ class ContainerEnv:
     layer_paths: Callable[[str], list[Path]]  # image id → lowerdirs, top first
     listener: ChangeListener
     log_size_max: int = -1
+    networks: Networks | None = None  # None: bridge networks are unavailable
 
 
 class Container:
@@ -184,13 +208,18 @@ class Container:
             self._check("Init")
             await self._init()
 
-    async def start(self) -> None:
+    async def start(self, restarting: bool = False) -> None:
+        """``restarting``: by its restart policy (core/restart.py), not by a caller."""
         async with self.lock:
             self._check("Start")
             if self.state == State.CREATED and self._run in self._ending_runs:
                 # podman's "stopping": the created container is on its way out.
                 raise InvalidState(f"cannot Start container {self.name}: it is being "
                                    "stopped; wait for it to exit, then start it")
+            if not restarting:
+                # A caller's Start: the restart policy begins afresh, as podman's.
+                self.update_status(stopped_by_user=False, restart_count=0,
+                                   restart_streak=0, restart_at=0)
             if self.state in (State.CONFIGURED, State.EXITED):
                 await self._init()
             self._starting = True
@@ -219,6 +248,7 @@ class Container:
     async def kill(self, sig: int) -> None:
         async with self.lock:
             self._check("Kill")
+            self.update_status(stopped_by_user=True)  # not a failure: no restart
             await self._on_live_process("Kill", self._env.oci.kill(self.id, sig))
             checkpoint("kill:sent")
 
@@ -315,6 +345,7 @@ class Container:
         if self.status.needs_cleanup or self.has_runtime_state():
             # Usually done already, right after the exit: runc delete costs ~7 ms.
             await self.cleanup_runtime()
+        await self.detach_network()
         checkpoint("remove:runtime-deleted")
         await asyncio.to_thread(env.storage.destroy, self.paths)
         env.monitor.clear_exit(env.layout.exit_file(self.id), self.bundle)
@@ -368,9 +399,28 @@ class Container:
         """After an exit: forget the runtime container; release storage not held by Mount."""
         await self._env.oci.delete(self.id)
         checkpoint("cleanup:deleted")
-        self.unmount_shm()
-        if not self.status.user_mounted:
-            self.unmount_storage()
+        # umount(2) waits for an RCU grace period (milliseconds, tens under load): in
+        # an exit storm, on the loop thread, that was most of the stall. A worker does it.
+        storage, paths = self._env.storage, self.paths
+
+        async def release_storage() -> None:
+            await asyncio.to_thread(storage.unmount_shm, paths)
+            if not self.status.user_mounted:
+                await asyncio.to_thread(storage.unmount_rootfs, paths)
+                checkpoint("storage:unmounted")
+                self.update_status(mounted=False, mountpoint="")
+
+        if not self.status.netns:
+            await release_storage()
+        else:
+            # Its network goes with the run (nothing left: veth, rules, lease,
+            # namespace), beside the unmounts (netavark takes ~15 ms, more when the
+            # bridge goes too); the next Start sets it up afresh.
+            done = await asyncio.gather(release_storage(), self.detach_network(),
+                                        return_exceptions=True)
+            for result in done:
+                if isinstance(result, BaseException):
+                    raise result
         self.update_status(needs_cleanup=False)
 
     def unmount_shm(self) -> None:
@@ -381,7 +431,22 @@ class Container:
         checkpoint("storage:unmounted")
         self.update_status(mounted=False, mountpoint="")
 
+    async def detach_network(self) -> None:
+        """Tear down its network and namespace, if set up (netavark, core/networks.py)."""
+        if self.status.netns and self._env.networks is not None:
+            await self._env.networks.detach(self, self.update_status)
+
     # internals
+
+    async def _attach_network(self) -> Attachment | None:
+        networks = self._env.networks
+        if self.config.network != "bridge" or not self.status.networks:
+            return None  # none: the runtime makes an empty namespace; host: none at all
+        if networks is None:
+            raise RuntimeFailed(f"container {self.name} needs a bridge network and this "
+                                "daemon has none; create it with network \"none\"")
+        await self.detach_network()  # a setup left by a crash
+        return await networks.attach(self, self.update_status)
 
     def _forget(self) -> None:
         self.removed = True
@@ -407,6 +472,7 @@ class Container:
             paths = self.paths
             env.storage.mount_shm(paths)
             cfg = self.config
+            network = await self._attach_network()
             with failing_as(Failed, "building the runtime spec"):
                 spec = build_spec(SpecInput(
                     cid=self.id, rootfs=rootfs_path, args=cfg.command, env=cfg.env,
@@ -417,6 +483,9 @@ class Container:
                     pids_limit=cfg.pids_limit, annotations=cfg.annotations,
                     no_new_privileges=cfg.no_new_privileges, capabilities=cfg.capabilities,
                     privileged=cfg.privileged, seccomp=cfg.seccomp, ulimits=cfg.ulimits,
+                    netns_path=str(network.netns) if network else "",
+                    etc_files={k: str(v) for k, v in network.etc_files.items()}
+                    if network else {},
                 ))
                 data = json.dumps(spec).encode()
             with failing_as(RuntimeFailed, "writing the runtime spec"):
@@ -448,6 +517,8 @@ class Container:
             self.record_exit(code)
 
     async def _cleanup_later(self) -> None:
+        # One exit's cleanup per loop iteration: in an exit storm calls keep flowing.
+        await pacer().turn()
         async with self.lock:
             if self.removed:
                 return
@@ -491,6 +562,7 @@ class Container:
     async def _stop(self, timeout: int) -> None:
         """With the lock held (let go of while waiting): end the current run."""
         oci = self._env.oci
+        self.update_status(stopped_by_user=True)  # not a failure: no restart
         async with self._ending(self._run) as run:
             if self.state == State.PAUSED:
                 await oci.resume(self.id)
@@ -560,9 +632,30 @@ class Container:
                 return False
             if (runtime_state or {}).get("status") not in (None, "stopped"):
                 return False
-            if self.state in ACTIVE:  # the report may have come while runc answered
+            if self.state in ACTIVE:
+                # The monitor reports within milliseconds of the end (the runtime
+                # state is read from files now, not by a runtime call long enough
+                # for the report to come meanwhile): wait for it holding the lock, so
+                # that no other call starts a new run in between and this one is
+                # told the state the exit left. Only a slower monitor is waited for
+                # without the lock.
+                await self._wait_exit_locked(EXIT_REPORT_GRACE)
+            if self.state in ACTIVE:
                 await self._wait_exit_unlocked(KILL_GRACE)
         return self.state not in ACTIVE
+
+    async def _wait_exit_locked(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for the exit to be recorded, keeping the lock (the
+        record needs no lock)."""
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._exit_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except (TimeoutError, NoSuchContainer):
+            pass
+        finally:
+            with contextlib.suppress(ValueError):  # unless the exit or removal took it
+                self._exit_waiters.remove(waiter)
 
     async def _wait_exit_unlocked(self, timeout: float) -> bool:
         """Called with the lock held and the process alive: let go of the lock, wait up
@@ -594,6 +687,11 @@ class Container:
                 log.exception("container %s: deleting its runtime state after a failed "
                               "Init failed; retried at the next Init or restart", self.name)
                 self.update_status(needs_cleanup=True)
+        try:
+            await self.detach_network()
+        except Exception:
+            log.exception("container %s: undoing a failed Init: releasing its network "
+                          "failed; retried at the next Init or restart", self.name)
         steps = [self.unmount_shm]
         if not self.status.user_mounted:
             steps.append(self.unmount_storage)

@@ -6,6 +6,7 @@ runs on (core/ports.py): the real ones by default, fakes in unit tests.
 """
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Protocol
@@ -13,18 +14,37 @@ from typing import Any, Protocol
 from pyctrd import __version__
 from pyctrd.core.config import ContainerConfig, build_config
 from pyctrd.core.container import Container, ContainerEnv, ContainerStatus
+from pyctrd.core.events import EventLog, EventRecorder
+from pyctrd.core.exec import ExecSessions, StopsSessions
 from pyctrd.core.faults import checkpoint
 from pyctrd.core.guarded import GuardedMonitor, GuardedRuntime, GuardedStorage, failing_as
+from pyctrd.core.health import HealthChecks
 from pyctrd.core.image import Image
 from pyctrd.core.images import ImageCatalogue, unique_prefix
-from pyctrd.core.ports import MonitorPort, OCIRuntimePort, RootfsPort
+from pyctrd.core.jobs import Jobs
+from pyctrd.core.networks import MODE_BRIDGE, MODE_HOST, MODE_NONE, Network, Networks
+from pyctrd.core.ports import MonitorPort, NetworkPort, OCIRuntimePort, RootfsPort
 from pyctrd.core.recovery import Recovery
+from pyctrd.core.restart import RestartSupervisor
 from pyctrd.core.stagingsweep import StagingSweeper
+from pyctrd.core.state import ACTIVE
+from pyctrd.core.transfers import Transfers
 from pyctrd.database import Database
-from pyctrd.errors import Exists, InUse, NoSuchContainer, StorageFailed
+from pyctrd.errors import (
+    Exists,
+    InUse,
+    InvalidArgument,
+    NoSuchContainer,
+    NotSupported,
+    StorageFailed,
+)
 from pyctrd.layout import Layout
+from pyctrd.network.netavark import Netavark
 from pyctrd.oci.conmon import Conmon
+from pyctrd.oci.execmon import ConmonExec
+from pyctrd.oci.exitwatch import ExitWatch
 from pyctrd.oci.runtime import OCIRuntime
+from pyctrd.registry.skopeo import Skopeo
 from pyctrd.storage.layers import LayerStore
 from pyctrd.storage.rootfs import RootfsStorage
 
@@ -87,9 +107,11 @@ class Listeners:
 class Engine:
     def __init__(self, layout: Layout, oci: OCIRuntimePort | None = None,
                  conmon: MonitorPort | None = None, *, log_size_max: int = -1,
-                 storage: RootfsPort | None = None, import_max_bytes: int = 0) -> None:
-        """``oci``, ``conmon`` and ``storage`` default to runc (from PATH), conmon and
-        overlay mounts; a test passes fakes (core/ports.py)."""
+                 storage: RootfsPort | None = None, import_max_bytes: int = 0,
+                 network: NetworkPort | None = None) -> None:
+        """``oci``, ``conmon``, ``storage`` and ``network`` default to runc (from PATH),
+        conmon, overlay mounts and netavark; a test passes fakes (core/ports.py). With a
+        fake runtime and no ``network``, bridge networks are unavailable."""
         layout.create_dirs()
         if oci is None:
             oci = OCIRuntime(shutil.which("runc") or "/usr/sbin/runc", layout.runtime_root)
@@ -107,6 +129,10 @@ class Engine:
         self.oci = oci
         self.store = Database(layout.database)
         self.listener = Listeners()
+        # The event history (GetEvents); others record through self.events.record.
+        self.events = EventLog(self.store)
+        self._event_recorder = EventRecorder(self.events)
+        self.listener.add(self._event_recorder)
         self.containers: dict[str, Container] = {}
         self.catalogue = ImageCatalogue(layout, self.store, self.listener,
                                         import_max_bytes=import_max_bytes)
@@ -116,10 +142,27 @@ class Engine:
         self._boot_id = ""
         self._recovery = Recovery(layout, guarded_oci, guarded_monitor, guarded_storage)
         self._staging = StagingSweeper(layout.tmp)
+        self.jobs = Jobs()
+        self.transfers = Transfers(self, Skopeo(shutil.which("skopeo") or "skopeo",
+                                                private_dir=layout.tmp))
+        if network is None and isinstance(oci, OCIRuntime) and os.geteuid() == 0:
+            # netavark needs root; a user's own daemon has no bridges (yet: pasta or
+            # slirp4netns would be its way), its "bridge" an empty namespace.
+            network = Netavark(layout.run_root / "networks")
+        self.networks = Networks(layout.root / "networks", layout.run_root / "netns",
+                                 network) if network is not None else None
         self._env = ContainerEnv(layout=layout, store=self.store, oci=guarded_oci,
                                  monitor=guarded_monitor, storage=guarded_storage,
                                  layer_paths=self.layer_paths, listener=self,
-                                 log_size_max=log_size_max)
+                                 log_size_max=log_size_max, networks=self.networks)
+        # Exec sessions (core/exec.py) end with their container: it listens for that.
+        self.execs = ExecSessions(ConmonExec(oci, getattr(conmon, "path", None))
+                                  if isinstance(oci, OCIRuntime) else None,
+                                  layout.sockets, ExitWatch)
+        self.listener.add(StopsSessions(self.execs))
+        # Restart policies and auto-remove (core/restart.py): listens once recovered.
+        self.restarts = RestartSupervisor(self)
+        self.health = HealthChecks(self)  # core/health.py: checks through self.execs
 
     @property
     def version(self) -> str:
@@ -131,6 +174,11 @@ class Engine:
         return self.oci.path
 
     @property
+    def staging_sweeper(self) -> StagingSweeper:
+        """Work with staging dirs in tmp/ (imports, pulls) runs inside its importing()."""
+        return self._staging
+
+    @property
     def layer_store(self) -> LayerStore:
         return self.catalogue.layer_store
 
@@ -139,6 +187,8 @@ class Engine:
     def load(self) -> None:
         """Read the store: images, then containers (recover() reconciles them)."""
         self.catalogue.load()
+        if self.networks is not None:
+            self.networks.load()
         new_boot = self._note_boot_id()
         for config_record, state_record in self.store.containers():
             try:
@@ -152,6 +202,7 @@ class Engine:
                 continue
             self.containers[container.id] = container
             self._names[container.name] = container.id
+        self._event_recorder.seed(self.containers.values(), self.images.values())
         self._new_boot = new_boot
 
     def _note_boot_id(self) -> bool:
@@ -162,8 +213,13 @@ class Engine:
     async def recover(self) -> None:
         """Reconcile every stored container with the runtime, conmon and the mount table."""
         await self._recovery.recover_all(self.containers.values(), self._new_boot)
+        if self.networks is not None:
+            self.networks.adopt(self.containers.values())  # the leases that stand now
+        self.restarts.attach(self._new_boot)  # notes the boot's starts before the boot id
         # Only now: a crash during recovery must find the new boot again.
         self.store.set_meta("boot_id", self._boot_id)
+        self.execs.recover(self.containers.values())
+        self.health.attach()
         for container in [c for c in self.containers.values() if c.removed]:
             # A Remove cut short by a crash, now finished.
             del self.containers[container.id]
@@ -205,9 +261,10 @@ class Engine:
         if name and name in self._names:
             raise Exists(f"the name {name!r} is already in use by container "
                          f"{self._names[name][:12]}; choose another name or remove it")
+        network_names = self._network_names(options.get("network", "bridge"))
         config = build_config(image, self.layer_paths(image.id), command, options,
                               self._names.keys())
-        status = ContainerStatus()
+        status = ContainerStatus(networks=network_names)
         self.store.add_container(config.id, config.name, config.to_record(),
                                  status.to_record())
         container = Container(config, status, self._env)
@@ -215,13 +272,67 @@ class Engine:
         self._names[config.name] = config.id
         checkpoint("create:saved")
         self.listener.container_added(container)
+        if self.networks is not None:
+            self.networks.joined(container.id, network_names)
         return container
+
+    def _network_names(self, network: str) -> list[str]:
+        """The networks a new container joins: its ``network`` option resolved."""
+        if network in (MODE_NONE, MODE_HOST):
+            return []
+        if self.networks is None:
+            if network == MODE_BRIDGE:
+                # A user's own daemon, or an engine on fakes: an empty namespace.
+                return []
+            raise NotSupported(f"network {network!r}: this daemon has no bridge networks "
+                               "(a user's own daemon, or no netavark); use network "
+                               "\"none\" or \"host\"")
+        return self.networks.resolve_mode(network)[1]
 
     async def remove_container(self, container: Container, force: bool) -> None:
         await container.remove(force)
         self.containers.pop(container.id, None)
         self._names.pop(container.name, None)
         self.listener.container_removed(container)
+        if self.networks is not None:
+            self.networks.left(container.id, container.status.networks)
+
+    # networks
+
+    def _require_networks(self) -> Networks:
+        if self.networks is None:
+            raise NotSupported("this daemon has no bridge networks (netavark is not set up)")
+        return self.networks
+
+    def lookup_network(self, name_or_id: str) -> Network:
+        return self._require_networks().lookup(name_or_id)
+
+    def create_network(self, name: str, options: dict[str, Any]) -> Network:
+        network = self._require_networks().create(name, options)
+        self.events.record("network", "create", network.id, {"name": network.name})
+        return network
+
+    async def remove_network(self, network: Network, force: bool) -> None:
+        """podman network rm: InUse while containers are on it, unless ``force``, which
+        stops them and takes them off it (they keep running nowhere: no network)."""
+        networks = self._require_networks()
+        if network.is_default:
+            raise InvalidArgument(f"the default network {network.name!r} cannot be removed")
+        users = [self.containers[c] for c in networks.users(network) if c in self.containers]
+        if users and not force:
+            names = ", ".join(c.name for c in users[:5])
+            raise InUse(f"network {network.name} is used by containers {names}; remove "
+                        "them first or pass force")
+        for container in users:
+            if container.state in ACTIVE:
+                await container.stop(0)
+            async with container.lock:
+                await container.detach_network()
+                remaining = [n for n in container.status.networks if n != network.name]
+                container.update_status(networks=remaining)
+            networks.left(container.id, [network.name])
+        networks.delete(network)
+        self.events.record("network", "remove", network.id, {"name": network.name})
 
     # images
 
@@ -229,7 +340,9 @@ class Engine:
         # What it cannot delete is deleted later; an unexpected failure (EMFILE reading
         # the archive, say) is the store's.
         with self._staging.importing(), failing_as(StorageFailed, "importing the image"):
-            return await self.catalogue.import_image(fd, reference)
+            image = await self.catalogue.import_image(fd, reference)
+        self.events.record("image", "import", image.id, {"name": image.reference})
+        return image
 
     async def remove_image_named(self, reference_or_id: str, force: bool) -> None:
         """podman rmi: naming one reference of several only untags the image."""
@@ -248,4 +361,6 @@ class Engine:
         await self.catalogue.delete(image)
 
     def close(self) -> None:
+        self.restarts.close()
+        self.health.close()
         self.store.close()

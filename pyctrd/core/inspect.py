@@ -35,6 +35,10 @@ def inspect(container: "Container", runtime_name: str) -> dict[str, Any]:
             "OOMKilled": st.oom_killed,
             "StartedAt": rfc3339(st.started),
             "FinishedAt": rfc3339(st.finished),
+            # podman's, with a health check only; and the restart policy's count
+            **({"Health": {"Status": st.health, "FailingStreak": st.health_failures,
+                           "Log": list(st.health_log)}} if cfg.health_cmd else {}),
+            "RestartCount": st.restart_count,
         },
         "Config": {
             "Cmd": cfg.command,
@@ -63,6 +67,9 @@ def inspect(container: "Container", runtime_name: str) -> dict[str, Any]:
             "SecurityOpt": _security_opts(cfg),
             "Ulimits": [{"Name": f"RLIMIT_{name.upper()}", "Soft": soft, "Hard": hard}
                         for name, soft, hard in cfg.ulimits or ()],
+            "RestartPolicy": {"Name": cfg.restart_policy,
+                              "MaximumRetryCount": cfg.restart_retries},
+            "AutoRemove": cfg.auto_remove,
         },
         "Mounts": [{"Source": src, "Destination": dst, "Options": opts.split(",")
                     if opts else []} for src, dst, opts in cfg.mounts],
@@ -72,12 +79,33 @@ def inspect(container: "Container", runtime_name: str) -> dict[str, Any]:
                      "UpperDir": str(paths.upper), "WorkDir": str(paths.work),
                      "MergedDir": str(paths.merged)},
         },
+        "NetworkSettings": _network_settings(container),
         "Mounted": st.mounted,
         "Mountpoint": st.mountpoint,
         "LogPath": str(container.log_path),
         "BundlePath": str(bundle),
         "OCIRuntime": runtime_name,
         "OCISpec": _read_json(bundle / "config.json"),
+    }
+
+
+def _network_settings(container: "Container") -> dict[str, Any]:
+    """podman's NetworkSettings: addresses while set up, ports (host port as asked
+    until set up), the namespace (SandboxKey)."""
+    cfg, st = container.config, container.status
+    published = st.published if st.netns else cfg.ports
+    ports: dict[str, list[dict[str, str]]] = {}
+    for host_ip, host_port, container_port, proto in published:
+        ports.setdefault(f"{container_port}/{proto}", []).append(
+            {"HostIp": host_ip, "HostPort": str(host_port) if host_port else ""})
+    first = next((st.addresses[n] for n in st.networks if n in st.addresses), "")
+    return {
+        "IPAddress": first,
+        "Ports": ports,
+        "SandboxKey": st.netns,
+        "Networks": {name: {"IPAddress": st.addresses.get(name, ""),
+                            "Aliases": [cfg.hostname, *cfg.network_aliases]}
+                     for name in st.networks},
     }
 
 

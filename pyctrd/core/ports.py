@@ -14,8 +14,8 @@ from typing import Any, Protocol
 from pyctrd.oci.conmon import ConmonRequest, Launched
 from pyctrd.storage.rootfs import RootfsPaths
 
-__all__ = ["ConmonRequest", "ExitWatchHandle", "Launched", "MonitorPort", "OCIRuntimePort",
-           "RootfsPort"]
+__all__ = ["ConmonRequest", "ExitWatchHandle", "Launched", "MonitorPort", "NetworkPort",
+           "OCIRuntimePort", "RootfsPort"]
 
 
 class OCIRuntimePort(Protocol):
@@ -106,3 +106,26 @@ class RootfsPort(Protocol):
     def mounted_paths(self) -> set[str]:
         """Every mount point of the host now (start-up recovery compares against it)."""
         ...
+
+
+class NetworkPort(Protocol):
+    """Network namespaces and netavark (pyctrd.network.netavark.Netavark).
+
+    Failures raise pyctrd.errors.RuntimeFailed with netavark's message.
+    """
+
+    async def create_netns(self, path: Path) -> None:
+        """A new network namespace bound at ``path``."""
+        ...
+
+    async def remove_netns(self, path: Path) -> None:
+        """Unbind and delete ``path``; nothing there is no error."""
+        ...
+
+    def netns_exists(self, path: Path) -> bool: ...
+
+    async def setup(self, netns_path: Path, request: dict[str, Any]) -> dict[str, Any]:
+        """netavark setup of ``request`` (its JSON) in the namespace; its answer."""
+        ...
+
+    async def teardown(self, netns_path: Path, request: dict[str, Any]) -> None: ...

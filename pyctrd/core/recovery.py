@@ -80,7 +80,7 @@ class Recovery:
                        runtime_ids: set[str]) -> bool:
         """Cheap test, for 10,000 containers at start-up: is there anything to reconcile?"""
         st = container.status
-        if (st.removing or st.needs_cleanup or st.mounted or st.user_mounted
+        if (st.removing or st.needs_cleanup or st.mounted or st.user_mounted or st.netns
                 or container.state not in (State.CONFIGURED, State.EXITED)
                 or container.id in runtime_ids):
             return True
@@ -102,12 +102,18 @@ class Recovery:
                 # Killed between runc create and saving, or before cleaning up an exit.
                 container.update_status(needs_cleanup=True)
                 await container.cleanup_runtime()
+            elif container.status.netns:
+                # Killed between setting up its network and launching it.
+                await container.detach_network()
             self._reconcile_mounts(container, mounted)
 
     def _forget_last_boot(self, container: Container) -> None:
         # Nothing of the last boot runs any more; its per-boot files are gone already
         # (wipe_per_boot_state).
-        changes: dict[str, Any] = {"needs_cleanup": False, "init_pid": 0, "conmon_pid": 0}
+        # Its network namespace, veth, rules and leases went with the boot: a Start sets
+        # them up afresh.
+        changes: dict[str, Any] = {"needs_cleanup": False, "init_pid": 0, "conmon_pid": 0,
+                                   "netns": "", "addresses": {}, "published": []}
         if container.state in ACTIVE or container.state == State.UNKNOWN:
             log.info("container %s: was %s before the reboot; now exited", container.name,
                      container.state)

@@ -49,6 +49,11 @@ def _spawn(coro: Coroutine[Any, Any, Any], what: str, owner: Hashable | None) ->
     task.add_done_callback(done)
 
 
+def spawn_stream(coro: Coroutine[Any, Any, Any], what: str, owner: Hashable | None) -> None:
+    """Run ``coro`` as a stream of ``owner`` (an exec session's relay, say)."""
+    _spawn(coro, what, owner)
+
+
 def open_streams(owner: Hashable) -> int:
     """How many streams of ``owner`` still run (each holds descriptors of the daemon)."""
     return len(_streams.get(owner, ()))

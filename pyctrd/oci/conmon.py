@@ -20,6 +20,7 @@ from typing import Any
 from pyctrd.errors import RuntimeFailed
 from pyctrd.oci.exitwatch import ExitWatch
 from pyctrd.oci.runtime import OCIRuntime
+from pyctrd.oci.spawn import spawn
 
 
 @dataclass(frozen=True)
@@ -96,22 +97,21 @@ class Conmon:
 
     async def launch(self, req: ConmonRequest) -> Launched:
         """Start conmon and return once the runtime has created the container."""
+        # In the runtime's queue: conmon runs `runtime create` for us.
+        async with self.runtime.spawner.slot():
+            return await self._launch(req)
+
+    async def _launch(self, req: ConmonRequest) -> Launched:
+        # Close-on-exec here; spawn() makes it inheritable in the child alone.
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
-        os.set_inheritable(write_end, True)
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                "_OCI_SYNCPIPE": str(write_end)}
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.argv(req),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(write_end,),
-                env=env,
-                # conmon also drops an "oom" file into its cwd (for CRI-O); keep it in the bundle.
-                cwd=req.bundle,
-                start_new_session=True,
-            )
+            child = spawn(
+                self.argv(req), env=env, pass_fds=(write_end,), capture_stdout=False,
+                # conmon also drops an "oom" file into its cwd (for CRI-O); keep it in
+                # the bundle.
+                cwd=req.bundle, new_session=True)
         except BaseException:
             os.close(read_end)  # not started (EMFILE for its pipes, say): leak nothing
             raise
@@ -124,16 +124,20 @@ class Conmon:
             # The daemonized conmon leads a session of its own, where the hung
             # runtime runs too; the process we started leads the first one.
             _kill_session_of(req.cid, conmon_pidfile(req.bundle))
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+            child.killpg()
+            await child.wait()
+            child.close()
             raise RuntimeFailed(f"conmon did not report within {timeout:.0f} s") from None
         finally:
             os.close(read_end)
-        _, stderr = await proc.communicate()
+        try:
+            done = await child.communicate()
+        finally:
+            child.close()
         pid = int(report.get("data", -1)) if report else -1
         if pid <= 0:
-            message = (report or {}).get("message") or stderr.decode(errors="replace").strip()
+            message = (report or {}).get("message") or done.stderr.decode(
+                errors="replace").strip()
             raise RuntimeFailed(f"creating the container failed: {message or 'no output'}")
         conmon_pid = int(conmon_pidfile(req.bundle).read_text().strip())
         return Launched(pid=pid, conmon_pid=conmon_pid)

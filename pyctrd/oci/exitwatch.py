@@ -4,11 +4,17 @@ conmon writes the container's exit file and then exits, so its pidfd
 becoming readable is the moment to read the exit code. A pidfd works for
 processes that are not our children, so re-adopted containers are watched
 the same way after a daemon restart.
+
+The callback is paced (pyctrd.pacing): hundreds of containers exiting at
+once are recorded a few milliseconds' worth per loop iteration, with calls
+answered in between.
 """
 
 import asyncio
 import os
 from collections.abc import Callable
+
+from pyctrd.pacing import pacer
 
 
 class ExitWatch:
@@ -19,9 +25,15 @@ class ExitWatch:
         try:
             self._fd = os.pidfd_open(pid)
         except ProcessLookupError:
-            self._loop.call_soon(self._fire)
+            pacer().call(self._fire)
             return
-        self._loop.add_reader(self._fd, self._fire)
+        self._loop.add_reader(self._fd, self._exited)
+
+    def _exited(self) -> None:
+        # A pidfd stays readable: stop polling it now, run the callback in its turn.
+        if self._fd is not None:
+            self._loop.remove_reader(self._fd)
+        pacer().call(self._fire)
 
     def _fire(self) -> None:
         callback = self._on_exit

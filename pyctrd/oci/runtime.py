@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from pyctrd.errors import RuntimeFailed
+from pyctrd.oci import runcstate
+from pyctrd.oci.spawn import Spawner
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +23,13 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class OCIRuntime:
-    def __init__(self, path: str, root: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, path: str, root: Path, timeout: float = DEFAULT_TIMEOUT,
+                 spawner: Spawner | None = None) -> None:
         self.path = path
         self.root = root
         self.timeout = timeout
+        # one queue for every runtime binary we run, conmon's launches included
+        self.spawner = spawner or Spawner()
 
     @property
     def name(self) -> str:
@@ -36,23 +41,17 @@ class OCIRuntime:
 
     async def run(self, *args: str, timeout: float | None = None) -> bytes:
         argv = [self.path, *self.global_args, *args]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        limit = timeout or self.timeout
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout or self.timeout)
+            done = await self.spawner.run(argv, timeout=limit)
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
             raise RuntimeFailed(
-                f"{self.name} {args[0]} did not finish within {timeout or self.timeout:.0f} s"
-            ) from None
-        if proc.returncode != 0:
-            raise RuntimeFailed(f"{self.name} {args[0]} failed: {_last_error(err)}")
-        return out
+                f"{self.name} {args[0]} did not finish within {limit:.0f} s") from None
+        except OSError as err:  # EMFILE, a missing binary: the caller's RuntimeFailed
+            raise RuntimeFailed(f"{self.name} {args[0]} could not be started: {err}") from None
+        if done.returncode != 0:
+            raise RuntimeFailed(f"{self.name} {args[0]} failed: {_last_error(done.stderr)}")
+        return done.stdout
 
     async def start(self, cid: str) -> None:
         await self.run("start", cid)
@@ -67,8 +66,18 @@ class OCIRuntime:
     async def resume(self, cid: str) -> None:
         await self.run("resume", cid)
 
+    @property
+    def reads_own_files(self) -> bool:
+        """Its state files are runc's (see runcstate): read them, no call needed."""
+        return self.name == "runc"
+
     async def delete(self, cid: str) -> None:
         """Delete the runtime's record of a container; absent is fine."""
+        # Exited already: what runc delete would do, done without it, by a worker
+        # (rmdir of cgroups waits on the kernel).
+        if self.reads_own_files and await asyncio.to_thread(
+                runcstate.delete_stopped, self.root, cid):
+            return
         try:
             await self.run("delete", "--force", cid)
         except RuntimeFailed as err:
@@ -77,6 +86,11 @@ class OCIRuntime:
 
     async def state(self, cid: str) -> dict[str, Any] | None:
         """The runtime's view of a container, or None if it does not know it."""
+        if self.reads_own_files:
+            try:
+                return runcstate.read_state(self.root, cid)
+            except runcstate.Unsure as err:
+                log.debug("container %s: asking %s: %s", cid, self.name, err)
         try:
             out = await self.run("state", cid)
         except RuntimeFailed as err:

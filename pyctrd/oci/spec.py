@@ -54,6 +54,10 @@ class SpecInput:
     seccomp: str = SECCOMP_DEFAULT
     # (name, soft, hard), already resolved; None: the defaults.
     ulimits: list[tuple[str, int, int]] | None = None
+    # A network namespace made beforehand (a bridge network: core/networks.py), and
+    # the files bind-mounted over /etc/resolv.conf, /etc/hosts, /etc/hostname.
+    netns_path: str = ""
+    etc_files: dict[str, str] = field(default_factory=dict)
 
 
 def build_spec(inp: SpecInput) -> dict[str, Any]:
@@ -65,7 +69,9 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
     if inp.terminal and not any(e.startswith("TERM=") for e in env):
         env.append("TERM=xterm")
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if not inp.network_host:
+    if inp.netns_path:
+        namespaces.append({"type": "network", "path": inp.netns_path})
+    elif not inp.network_host:
         namespaces.append({"type": "network"})
     linux: dict[str, Any] = {
         "cgroupsPath": f"/pyctrd/{inp.cid}",
@@ -116,6 +122,12 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
         {"destination": "/sys", "type": "sysfs", "source": "sysfs",
          "options": ["nosuid", "noexec", "nodev", "rw" if inp.privileged else "ro"]},
     ]
+    # As podman: generated files, bind-mounted (a caller's mount of one wins).
+    mine = {destination for _source, destination, _options in inp.mounts}
+    for destination, source in inp.etc_files.items():
+        if destination not in mine:
+            mounts.append({"destination": destination, "type": "bind", "source": source,
+                           "options": ["bind", "rprivate"]})
     for source, destination, options in inp.mounts:
         opts = [o for o in options.split(",") if o]
         if "bind" not in opts and "rbind" not in opts:

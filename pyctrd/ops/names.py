@@ -9,15 +9,23 @@ MANAGER_PATH = "/org/pyctrd1"
 MANAGER_IFACE = "org.pyctrd1.Manager"
 CONTAINER_IFACE = "org.pyctrd1.Container"
 IMAGE_IFACE = "org.pyctrd1.Image"
+EXEC_SESSION_IFACE = "org.pyctrd1.ExecSession"
+JOB_IFACE = "org.pyctrd1.Job"
+NETWORK_IFACE = "org.pyctrd1.Network"
 ERROR_PREFIX = "org.pyctrd1.Error."
 PROPERTIES_IFACE = "org.freedesktop.DBus.Properties"
 OBJECT_MANAGER_IFACE = "org.freedesktop.DBus.ObjectManager"
 
 CONTAINER_PREFIX = MANAGER_PATH + "/container/"
 IMAGE_PREFIX = MANAGER_PATH + "/image/"
+JOB_PREFIX = MANAGER_PATH + "/job/"
+NETWORK_PREFIX = MANAGER_PATH + "/network/"
 
 VARLINK_CONTAINER = "io.pyctrd.Container"
 VARLINK_IMAGE = "io.pyctrd.Image"
+VARLINK_EVENTS = "io.pyctrd.Events"
+VARLINK_NETWORK = "io.pyctrd.Network"
+VARLINK_JOB = "io.pyctrd.Job"
 VARLINK_SERVICE = "org.varlink.service"
 VARLINK_SOCKET_NAME = "io.pyctrd"
 
@@ -28,3 +36,15 @@ def container_path(cid: str) -> str:
 
 def image_path(iid: str) -> str:
     return IMAGE_PREFIX + iid
+
+
+def job_path(job_id: str) -> str:
+    return JOB_PREFIX + job_id
+
+
+def exec_session_path(cid: str, number: int) -> str:
+    return f"{CONTAINER_PREFIX}{cid}/exec/{number}"
+
+
+def network_path(network_id: str) -> str:
+    return NETWORK_PREFIX + network_id

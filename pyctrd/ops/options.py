@@ -24,6 +24,7 @@ INT64_MAX = (1 << 63) - 1
 MEMORY_MIN = 6 << 20  # podman's floor: less cannot start a container
 PIDS_MAX = 1 << 22  # the kernel's PID_MAX_LIMIT; pids.max takes no more
 SECCOMP_VALUES = ("default", "unconfined")
+RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 
 
 @dataclass
@@ -44,13 +45,32 @@ class Ulimit:
     hard: int
 
 
+@dataclass
+class PortMapping:
+    """One published port: a(sqqs) on D-Bus."""
+
+    host_ip: str  # "" for every address
+    host_port: int  # 0: pick a free one at Start
+    container_port: int
+    protocol: str  # "tcp" or "udp"
+
+
+@dataclass
+class HostEntry:
+    """One extra /etc/hosts line: a(ss) on D-Bus."""
+
+    name: str
+    address: str
+
+
 # D-Bus signature → (Varlink/Python type, struct dataclass for a(...) items)
 _TYPES: dict[str, Any] = {
     "s": str, "b": bool, "u": int, "t": int, "d": float,
     "as": list[str], "a{ss}": dict[str, str], "a(sss)": list[Mount],
-    "a(stt)": list[Ulimit],
+    "a(stt)": list[Ulimit], "a(sqqs)": list[PortMapping], "a(ss)": list[HostEntry],
 }
-_STRUCTS: dict[str, type] = {"a(sss)": Mount, "a(stt)": Ulimit}
+_STRUCTS: dict[str, type] = {"a(sss)": Mount, "a(stt)": Ulimit, "a(sqqs)": PortMapping,
+                             "a(ss)": HostEntry}
 
 
 @dataclass(frozen=True)
@@ -99,6 +119,12 @@ def _ulimits(value: list[tuple[str, int, int]]) -> None:
                                   f"limit {hard}")
 
 
+def _restart_policy(value: str) -> None:
+    if value not in RESTART_POLICIES:
+        raise InvalidArgument(f"restart_policy {value!r}: use one of "
+                              f"{', '.join(RESTART_POLICIES)}")
+
+
 def _caps(value: list[str]) -> None:
     if any(not name.strip() for name in value):
         raise InvalidArgument("capability names must not be empty")
@@ -125,7 +151,15 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            _finite_non_negative("cpu_quota")),
     Option("pids_limit", ("t",), f"most processes at once (0: no limit; at most {PIDS_MAX})",
            _pids),
-    Option("network", ("s",), "\"none\" (the default) or \"host\""),
+    Option("network", ("s",), "\"bridge\" (the default: the default network pyctrd), "
+           "\"none\", \"host\", or a network's name or ID"),
+    Option("ports", ("a(sqqs)",), "published ports (host_ip or \"\", host_port, "
+           "container_port, \"tcp\" or \"udp\"); host_port 0 picks a free one"),
+    Option("dns", ("as",), "nameservers for the container's /etc/resolv.conf"),
+    Option("dns_search", ("as",), "search domains for its /etc/resolv.conf"),
+    Option("add_hosts", ("a(ss)",), "extra /etc/hosts lines (name, address)"),
+    Option("network_aliases", ("as",), "extra names under which other containers on the "
+           "same network resolve this one"),
     Option("no_new_privileges", ("b",), "set the no_new_privs bit: setuid and file "
            "capabilities gain the process nothing"),
     Option("privileged", ("b",), "all capabilities pyctrd has, the host's devices, no "
@@ -139,6 +173,20 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("ulimits", ("a(stt)",), "resource limits (name such as \"nofile\", soft, hard); "
            "nofile and nproc default to podman's 1048576 or pyctrd's own hard limit if "
            "lower", _ulimits),
+    Option("restart_policy", ("s",), "\"no\" (the default), \"on-failure\", \"always\" or "
+           "\"unless-stopped\": restart after an exit (not after a caller's Stop or Kill)",
+           _restart_policy),
+    Option("restart_retries", ("u",), "on-failure: give up after this many restarts (0: no "
+           "limit)"),
+    Option("auto_remove", ("b",), "remove the container (and its object) once it has exited"),
+    Option("health_cmd", ("as",), "health check run inside the container; exit 0 = healthy"),
+    Option("health_interval", ("u",), "seconds between health checks (default 30; 0: only "
+           "on request)"),
+    Option("health_timeout", ("u",), "seconds before a health check counts as failed and is "
+           "killed (default 30)"),
+    Option("health_retries", ("u",), "consecutive failed checks before unhealthy (default 3)"),
+    Option("health_start_period", ("u",), "seconds after start during which failed checks "
+           "do not count"),
 )}
 
 # What an integer of each D-Bus type may hold; a Varlink int has no such bound.
@@ -192,6 +240,22 @@ def _check_typed(option: Option, signature: str, value: Any) -> Any:
             raise InvalidArgument(f"option {name!r} must be a list of (name, soft, hard)")
         if any(not 0 <= n <= UINT64_MAX for item in value for n in item[1:]):
             raise InvalidArgument(f"option {name!r}: a limit is out of range 0..{UINT64_MAX}")
+        return [tuple(item) for item in value]
+    if signature == "a(sqqs)":
+        if not isinstance(value, list) or not all(
+                isinstance(item, list | tuple) and len(item) == 4
+                and isinstance(item[0], str) and isinstance(item[3], str)
+                and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 65535
+                        for n in item[1:3])
+                for item in value):
+            raise InvalidArgument(f"option {name!r} must be a list of (host_ip, host_port, "
+                                  "container_port, protocol), ports 0..65535")
+        return [tuple(item) for item in value]
+    if signature == "a(ss)":
+        if not isinstance(value, list) or not all(
+                isinstance(item, list | tuple) and len(item) == 2
+                and all(isinstance(part, str) for part in item) for item in value):
+            raise InvalidArgument(f"option {name!r} must be a list of (name, address)")
         return [tuple(item) for item in value]
     raise AssertionError(f"no check for signature {signature}")
 

@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pyctrd.ops.errors import kind_of
+from pyctrd.ops.names import image_path
+
 Getter = Callable[[Any], Any]
 
 
@@ -65,6 +68,24 @@ CONTAINER_PROPERTIES = _table(
     Property("StopSignal", "u", lambda c: c.config.stop_signal),
     Property("StopTimeout", "u", lambda c: c.config.stop_timeout),
     Property("Terminal", "b", lambda c: c.config.terminal),
+    # Networks (core/networks.py): what it is on, its address, its published ports.
+    Property("Networks", "as", lambda c: list(c.status.networks), "networks",
+             "names of the networks it is on"),
+    Property("IPAddress", "s", lambda c: _first_address(c), "addresses",
+             'its address on its first network while set up, else ""'),
+    Property("Ports", "a(sqqs)", lambda c: _ports(c), "published",
+             "published ports (host_ip, host_port, container_port, protocol); host_port "
+             "filled in while running"),
+    # API.md: these emit PropertiesChanged; RestartPolicy and AutoRemove follow
+    # config fields, which nothing changes yet (podman's `update --restart` would).
+    Property("RestartPolicy", "s", lambda c: c.config.restart_policy, "restart_policy",
+             "no, on-failure, always or unless-stopped"),
+    Property("RestartCount", "u", lambda c: c.status.restart_count, "restart_count",
+             "restarts by the policy since a caller's last Start"),
+    Property("Health", "s", lambda c: c.status.health, "health",
+             '"" without a health check, starting, healthy or unhealthy'),
+    Property("AutoRemove", "b", lambda c: c.config.auto_remove, "auto_remove",
+             "removed (with its object) once it has exited"),
 )
 
 IMAGE_PROPERTIES = _table(
@@ -81,6 +102,62 @@ IMAGE_PROPERTIES = _table(
     Property("Env", "as", lambda i: i.env),
     Property("WorkingDir", "s", lambda i: i.workdir),
     Property("User", "s", lambda i: i.user),
+    Property("References", "as", lambda i: i.references, "reference",
+             "all its references, the primary (Reference) first"),
+)
+
+JOB_PROPERTIES = _table(
+    Property("Kind", "s", lambda j: j.kind, doc="pull, push or commit"),
+    Property("Reference", "s", lambda j: j.reference),
+    Property("State", "s", lambda j: str(j.state), "state",
+             "running, completed, failed or cancelled"),
+    Property("Progress", "d", lambda j: j.progress, "progress", "0.0 to 1.0; -1 while unknown"),
+    Property("BytesDone", "t", lambda j: j.bytes_done, "bytes_done"),
+    Property("BytesTotal", "t", lambda j: j.bytes_total, "bytes_total"),
+    Property("Image", "o", lambda j: _image_path(j.result_id), "result_id",
+             'the image made or fetched; "/" until known'),
+    Property("Error", "s", lambda j: _job_error(j), "error",
+             'the error\'s D-Bus name, a colon, its message; "" unless failed'),
+    Property("CreatedTimestamp", "t", lambda j: j.created, doc="microseconds since the epoch"),
+    Property("FinishedTimestamp", "t", lambda j: j.finished, "finished"),
+)
+
+
+def _image_path(image_id: str) -> str:
+    return image_path(image_id) if image_id else "/"
+
+
+def _job_error(job: Any) -> str:
+    if job.error is None:
+        return ""
+    return f"{kind_of(job.error).dbus_name}: {job.error}"
+
+def _first_address(container: Any) -> str:
+    addresses = container.status.addresses
+    for name in container.status.networks:
+        if name in addresses:
+            return str(addresses[name])
+    return ""
+
+
+def _ports(container: Any) -> list[list[Any]]:
+    if container.status.netns:
+        return [list(p) for p in container.status.published]
+    return [list(p) for p in container.config.ports]
+
+
+NETWORK_PROPERTIES = _table(
+    Property("Id", "s", lambda n: n.id),
+    Property("Name", "s", lambda n: n.name),
+    Property("Driver", "s", lambda n: n.driver, doc='"bridge"'),
+    Property("Subnet", "s", lambda n: n.subnet, doc="CIDR"),
+    Property("Gateway", "s", lambda n: n.gateway),
+    Property("Internal", "b", lambda n: n.internal, doc="no route out"),
+    Property("DNSEnabled", "b", lambda n: n.dns_enabled,
+             doc="containers resolve each other by name and alias (aardvark-dns)"),
+    Property("Containers", "as", lambda n: sorted(n.members), "members",
+             "IDs of the containers on it"),
+    Property("Labels", "a{ss}", lambda n: n.labels),
 )
 
 MANAGER_PROPERTIES = _table(

@@ -19,15 +19,18 @@ The format is told by the first entry's name: an image archive holds only
 ``blobs/…`` and ``<64 hex>…`` entries; anything else is a root filesystem.
 """
 
+import concurrent.futures
 import contextlib
 import hashlib
 import io
 import json
 import logging
+import os
 import platform
 import posixpath
 import re
 import tarfile
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,7 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from pyctrd.errors import InvalidArgument, StorageFailed
-from pyctrd.storage.layers import MAX_LAYERS, LayerStore, StagedLayer, write_meta
+from pyctrd.storage.layers import (
+    BLOB_FILE,
+    MAX_LAYERS,
+    BlobWriter,
+    LayerStore,
+    StagedLayer,
+    write_meta,
+)
 from pyctrd.storage.streams import (
     Decompressed,
     HashingReader,
@@ -51,6 +61,7 @@ SMALL_FILE = 64 << 10  # smaller members are kept in memory, whatever they are
 JSON_LIMIT = 4 << 20  # a JSON member up to this size is kept in memory
 METADATA_LIMIT = 64 << 20  # all of them together
 SNIFF_LIMIT = 16 << 20  # bytes read before the format is known
+LAYOUT_WORKERS = 4  # layers of a layout unpacked at once
 
 ARCHIVE_NAME = re.compile(
     r"(oci-layout|index\.json|manifest\.json|repositories|blobs(/.*)?"
@@ -83,6 +94,7 @@ class ArchiveImage:
     manifest_digest: str  # "sha256:…" for an OCI image, else ""
     layers: list[ArchiveLayer]  # bottom first
     references: list[str] = field(default_factory=list)  # names the archive gives
+    config_bytes: bytes = b""  # the config as stored (its sha256 is the image ID)
 
 
 @dataclass
@@ -112,6 +124,7 @@ class ArchiveReader:
         self._small_total = 0
         self._blobs: dict[str, _Blob] = {}
         self._aliases: dict[str, str] = {}
+        self._held_lock = threading.Lock()  # read_layout unpacks layers in threads
 
     def release_except(self, keep: Iterable[str]) -> None:
         for diff_id in set(keep):
@@ -151,6 +164,67 @@ class ArchiveReader:
                                   "1.10 wrote those); save the image again with a newer tool")
         raise InvalidArgument("the archive looks like an image archive but has neither "
                               "index.json nor manifest.json")
+
+    def read_layout(self, layout: Path, stored: dict[str, str]) -> ArchiveImage:
+        """An OCI image layout directory (a pull's staging area, written by skopeo).
+
+        ``stored``: blob digest → diff id of the layers the store holds already,
+        whose blobs the puller left as empty placeholders so that skopeo skipped
+        them: those are taken from the store, unread. Everything else is checked
+        as in an archive."""
+        self.staging.mkdir(parents=True, exist_ok=True)
+        for name in ("oci-layout", "index.json"):
+            self._small[name] = (layout / name).read_bytes()[:JSON_LIMIT]
+        blobs = layout / "blobs" / "sha256"
+        layers: list[tuple[str, str]] = []  # (member name, file) of what may be a layer
+        for entry in sorted(os.scandir(blobs), key=lambda e: e.name):
+            name = f"blobs/sha256/{entry.name}"
+            if not entry.is_file(follow_symlinks=False) or not DIGEST.fullmatch(
+                    f"sha256:{entry.name}"):
+                continue
+            diff_id = stored.get(f"sha256:{entry.name}")
+            if diff_id is not None and self.store.take_existing(diff_id):
+                self.held[diff_id] += 1
+                self._blobs[name] = _Blob(raw_digest=f"sha256:{entry.name}", diff_id=diff_id)
+                continue
+            size = entry.stat(follow_symlinks=False).st_size
+            with open(entry.path, "rb") as source:
+                head = read_exactly(source, 64)
+                if size <= SMALL_FILE or (size <= JSON_LIMIT
+                                          and head.lstrip()[:1] in (b"{", b"[")):
+                    self._small[name] = head + source.read(JSON_LIMIT)
+                    continue
+            layers.append((name, entry.path))
+
+        def take(item: tuple[str, str]) -> tuple[str, _Blob]:
+            name, path = item
+            with open(path, "rb") as source:
+                return name, self._take_blob(source, self._known_diff_id(name), Path(path))
+
+        # Layers unpack side by side: zlib, hashing and most file I/O drop the GIL.
+        workers = max(1, min(len(layers), os.cpu_count() or 1, LAYOUT_WORKERS))
+        with concurrent.futures.ThreadPoolExecutor(workers, "layer") as pool:
+            for name, blob in pool.map(take, layers):
+                self._blobs[name] = blob
+        return self._resolve_oci()
+
+    def hold_stored(self, diff_id: str, blob: str = "") -> ArchiveLayer:
+        """A layer the store has, held for the image being made (Commit's base)."""
+        if self.held[diff_id] == 0:
+            if not self.store.take_existing(diff_id):
+                raise StorageFailed(f"layer {diff_id[:12]} is not in the store any more")
+            self.held[diff_id] += 1
+        return ArchiveLayer(diff_id, blob, self.store.size(diff_id))
+
+    def add_layer_file(self, path: Path) -> ArchiveLayer:
+        """A layer tar (plain or compressed) from a file pyctrd wrote, checked and
+        stored as an import's layers are (Commit's new layer)."""
+        with open(path, "rb") as source:
+            blob = self._take_blob(source, None, path)
+        if blob.error:
+            raise InvalidArgument(f"the new layer: {blob.error}")
+        (layer,) = self._commit_layers([blob])
+        return layer
 
     def _read_rootfs(self, stream: Reader, plain: HashingReader) -> ArchiveImage:
         dest = self.staging / "rootfs"
@@ -201,31 +275,48 @@ class ArchiveReader:
         # an uncompressed layer's blob digest is its diff id
         return self.store.diff_id_of_blob(f"sha256:{digest}") or digest
 
-    def _take_blob(self, source: Reader, expected_diff_id: str | None) -> _Blob:
-        """Unpack a layer into staging, or only hash it if the store has it already."""
+    def _take_blob(self, source: Reader, expected_diff_id: str | None,
+                   blob_file: Path | None = None) -> _Blob:
+        """Unpack a layer into staging, or only hash it if the store has it already.
+
+        The layer keeps its bytes as they came (``blob``, beside ``diff``): linked
+        from ``blob_file`` when they are in a file already, else copied as read."""
         blob = _Blob()
-        raw = HashingReader(source)
         have = bool(expected_diff_id) and self.store.take_existing(expected_diff_id or "")
         if have:
-            self.held[expected_diff_id or ""] += 1
+            with self._held_lock:
+                self.held[expected_diff_id or ""] += 1
             log.debug("layer %s is stored already: hashing it, not unpacking it",
                       (expected_diff_id or "")[:12])
         dest = None if have else self.staging / f"layer-{len(self._blobs)}-{id(blob):x}"
+        kept: BlobWriter | None = None
+        if dest is not None:
+            # the bytes as they came: Save and Push give them out again unchanged
+            dest.mkdir()
+            if blob_file is not None:
+                os.link(blob_file, dest / BLOB_FILE)
+            else:
+                kept = BlobWriter(dest / BLOB_FILE, source)
+        raw = HashingReader(kept if kept is not None else source)
         try:
             with Decompressed(raw) as decompressed:
                 plain = HashingReader(decompressed)
                 stats = None
                 if dest is not None:
-                    dest.mkdir()
                     stats = unpack_layer(plain, dest / "diff", self.budget)
                 plain.drain()
             raw.drain()
         except InvalidArgument as err:
             blob.error = str(err)
+            if kept is not None:
+                kept.close()
             if dest is not None:
                 remove_tree(dest)
             raw.drain()
             return blob
+        finally:
+            if kept is not None:
+                kept.close()
         blob.raw_digest = f"sha256:{raw.hexdigest()}"
         blob.diff_id = plain.hexdigest()
         if dest is not None and stats is not None:
@@ -257,7 +348,7 @@ class ArchiveReader:
             desc = _mapping(desc, "a layer descriptor")
             digest = _digest(desc.get("digest"), "a layer")
             layers.append(self._layer(f"blobs/sha256/{digest}", f"sha256:{digest}", diff_id))
-        return ArchiveImage(kind="oci", config=config,
+        return ArchiveImage(kind="oci", config=config, config_bytes=config_bytes,
                             config_digest=hashlib.sha256(config_bytes).hexdigest(),
                             manifest_digest=f"sha256:{_digest(descriptor.get('digest'), 'x')}",
                             layers=self._commit_layers(layers), references=references)
@@ -310,7 +401,7 @@ class ArchiveReader:
             layers.append(self._layer(name, "", diff_id))
         tags = entry.get("RepoTags") or []
         references = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
-        return ArchiveImage(kind="docker", config=config,
+        return ArchiveImage(kind="docker", config=config, config_bytes=config_bytes,
                             config_digest=hashlib.sha256(config_bytes).hexdigest(),
                             manifest_digest="", layers=self._commit_layers(layers),
                             references=references)
@@ -390,6 +481,11 @@ class ArchiveReader:
 
     def _json_any(self, name: str) -> Any:
         return _parse_json(self._small_file(name, "file"), name)
+
+
+def host_architecture() -> str:
+    """This machine's architecture as OCI names it (amd64, arm64, …)."""
+    return ARCHITECTURES.get(platform.machine(), platform.machine())
 
 
 def _name(member: tarfile.TarInfo) -> str:

@@ -27,7 +27,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+from pyctrd.storage.streams import Reader
 from pyctrd.storage.trees import remove_tree, tree_size
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,28 @@ class StagedLayer:
     diff_id: str
     path: Path  # contains diff/ and meta.json
     size: int
+
+
+BLOB_FILE = "blob"  # a layer's bytes as they came (compressed or not), for Save and Push
+
+
+class BlobWriter:
+    """A reader that also writes what passes through it into a file (until closed)."""
+
+    def __init__(self, path: Path, inner: Reader) -> None:
+        self.inner = inner
+        self._file: BinaryIO | None = open(path, "xb")  # noqa: SIM115 (closed by close())
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self.inner.read(size)
+        if self._file is not None and data:
+            self._file.write(data)
+        return data
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def write_meta(layer_dir: Path, size: int) -> None:

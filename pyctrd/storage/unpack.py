@@ -26,6 +26,7 @@ import errno
 import os
 import stat
 import tarfile
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,13 +57,15 @@ class ByteBudget:
         self.limit = limit
         self.what = what
         self.used = 0
+        self._lock = threading.Lock()  # layers of one image may unpack in threads
 
     def charge(self, size: int, name: str) -> None:
-        if self.limit is not None and self.used + size > self.limit:
-            raise StorageFailed(
-                f"the image unpacks to more than {self.limit} bytes ({self.what}; reached at "
-                f"{name[:200]!r}); refusing it")
-        self.used += size
+        with self._lock:
+            if self.limit is not None and self.used + size > self.limit:
+                raise StorageFailed(
+                    f"the image unpacks to more than {self.limit} bytes ({self.what}; "
+                    f"reached at {name[:200]!r}); refusing it")
+            self.used += size
 
 
 @dataclass(frozen=True)

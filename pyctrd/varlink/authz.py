@@ -12,22 +12,37 @@ has no flag for interactive authorization, so polkit is never asked to
 interact: a challenge is InteractiveAuthorizationRequired.
 """
 
+import contextlib
 from typing import Any
 
 from asyncvarlink.conversion import ConversionError, VarlinkType
 
+from pyctrd.core.container import Container
 from pyctrd.errors import PyctrdError
 from pyctrd.ops.authority import Caller, process_subject, unidentified
-from pyctrd.ops.names import VARLINK_CONTAINER, VARLINK_IMAGE, VARLINK_SERVICE
+from pyctrd.ops.exec import EXEC_SESSION_OPS, command_of_call, exec_check
+from pyctrd.ops.names import (
+    VARLINK_CONTAINER,
+    VARLINK_EVENTS,
+    VARLINK_IMAGE,
+    VARLINK_JOB,
+    VARLINK_NETWORK,
+    VARLINK_SERVICE,
+)
 from pyctrd.ops.operations import (
     CONTAINER_OPS,
+    EXEC,
+    IMAGE_OPS,
+    JOB_OPS,
     MANAGER_OPS,
+    NETWORK_OPS,
     WATCH,
     Check,
     Operation,
     Operations,
     Target,
     check,
+    job_check,
 )
 from pyctrd.ops.options import CreateOptions, decode_varlink
 from pyctrd.varlink.peer import Peer
@@ -40,11 +55,33 @@ METHODS: dict[str, dict[str, Operation]] = {
     VARLINK_CONTAINER: {
         "Create": MANAGER_OPS["CreateContainer"],
         "List": MANAGER_OPS["ListContainers"],
+        "ListPaged": MANAGER_OPS["ListContainersPaged"],
         "Get": MANAGER_OPS["GetContainer"],
         "Watch": WATCH,
         **{m: CONTAINER_OPS[m] for m in (
             "Init", "Start", "Stop", "Kill", "Pause", "Unpause", "Mount", "Unmount",
-            "Export", "Wait", "Remove", "Inspect")},
+            "Export", "Wait", "Remove", "Inspect", "GetStats", "RunHealthCheck")},
+        "Exec": CONTAINER_OPS["Exec"],  # and its session's methods (varlink/exec.py):
+        **{f"Exec{m}": EXEC_SESSION_OPS[m] for m in ("Kill", "ResizeTerminal", "Remove")},
+        **{m: EXEC_SESSION_OPS["Wait"] for m in ("ExecWait", "ExecGet", "ExecWatch")},
+        # Records of OpenLog's stream, as replies: the same action and cap.
+        "Logs": CONTAINER_OPS["OpenLog"],
+    },
+    VARLINK_EVENTS: {"List": MANAGER_OPS["GetEvents"]},
+    VARLINK_NETWORK: {
+        "Create": MANAGER_OPS["CreateNetwork"],
+        "Get": MANAGER_OPS["GetNetwork"],
+        "List": MANAGER_OPS["ListNetworks"],
+        "Remove": NETWORK_OPS["Remove"],
+    },
+    VARLINK_JOB: {
+        "Pull": MANAGER_OPS["PullImage"],
+        "Push": IMAGE_OPS["Push"],
+        "Commit": CONTAINER_OPS["Commit"],
+        "List": MANAGER_OPS["ListJobs"],
+        "Get": MANAGER_OPS["ListJobs"],
+        "Watch": MANAGER_OPS["ListJobs"],
+        "Cancel": JOB_OPS["Cancel"],
     },
     VARLINK_IMAGE: {
         "Import": MANAGER_OPS["ImportImage"],
@@ -52,6 +89,7 @@ METHODS: dict[str, dict[str, Operation]] = {
         "Get": MANAGER_OPS["GetImage"],
         "Remove": MANAGER_OPS["RemoveImage"],
         "Watch": WATCH,
+        **{m: IMAGE_OPS[m] for m in ("Tag", "Untag", "Save")},
     },
     # Varlink's own introspection: open, as D-Bus introspection is.
     VARLINK_SERVICE: {m: Operation(m, None) for m in ("GetInfo", "GetInterfaceDescription")},
@@ -59,7 +97,7 @@ METHODS: dict[str, dict[str, Operation]] = {
 
 # The call parameter that names an operation's target.
 TARGET_PARAMETER = {Target.CONTAINER: "name", Target.IMAGE: "reference",
-                    Target.NEW_CONTAINER: "image"}
+                    Target.NEW_CONTAINER: "image", Target.JOB: "id", Target.NETWORK: "name"}
 
 _CREATE_OPTIONS = VarlinkType.from_type_annotation(CreateOptions | None)
 
@@ -91,6 +129,16 @@ def check_for(operations: Operations, operation: Operation, params: dict[str, An
     from the call's raw parameters (asyncvarlink checks them once authorized;
     a value of the wrong type names nothing here)."""
     given = params.get(TARGET_PARAMETER.get(operation.target, ""))
+    if operation.target is Target.JOB:  # Cancel: its owner needs no polkit
+        job = None
+        if isinstance(given, str):
+            with contextlib.suppress(PyctrdError):
+                job = operations.get_job(given)
+        return job_check(operation, job)
+    if operation.action == EXEC:  # Exec and its session's methods: the command too
+        target = operations.target(operation, given) if isinstance(given, str) else None
+        return exec_check(operation, target if isinstance(target, Container) else None,
+                          command_of_call(operations, operation.verb, params))
     if not isinstance(given, str):
         return check(operation, None)
     options: dict[str, Any] | None = None

@@ -12,10 +12,13 @@ from asyncvarlink import FileDescriptor, VarlinkInterface, varlinkmethod
 
 from pyctrd.core.container import Container
 from pyctrd.errors import InvalidArgument, NoSuchContainer
+from pyctrd.ops import listing
 from pyctrd.ops.names import VARLINK_CONTAINER
 from pyctrd.ops.operations import Operations
 from pyctrd.ops.options import UINT32_MAX, CreateOptions, decode_varlink
 from pyctrd.varlink.errors import ErrorSet
+from pyctrd.varlink.exec import ExecMethods
+from pyctrd.varlink.observe import LogRecord, Stats, stats_of, stream_logs
 from pyctrd.varlink.streaming import all_but_last, wants_more, watch
 from pyctrd.varlink.types import (
     ContainerEvent,
@@ -38,7 +41,12 @@ class Created(TypedDict):
     name: str
 
 
-class ContainerVarlink(VarlinkInterface, name=VARLINK_CONTAINER):
+class ContainerPage(TypedDict):
+    containers: list[ContainerInfo]
+    next: str
+
+
+class ContainerVarlink(ExecMethods, VarlinkInterface, name=VARLINK_CONTAINER):
     """pyctrd's containers: the daemon behind D-Bus org.pyctrd1, the same state.
     A per-container method takes name: its name, full ID or a unique ID prefix.
     Timestamps are microseconds since the Unix epoch, 0 when unset."""
@@ -72,6 +80,18 @@ class ContainerVarlink(VarlinkInterface, name=VARLINK_CONTAINER):
     async def List(self) -> list[ContainerInfo]:
         """Every container with its properties."""
         return [container_info(c) for c in self._ops.list_containers()]
+
+    @varlinkmethod
+    async def ListPaged(self, *, after: str | None = None, limit: int | None = None,
+                        states: list[str] | None = None) -> ContainerPage:
+        """Containers a page at a time, by ID: at most limit (1 to 5000; absent or
+        0: 500) whose ID sorts after after (absent: from the first), only those in
+        states if given; next is the ID to pass as after for the next page, "" after
+        the last page. As D-Bus's ListContainersPaged: nothing is held between calls."""
+        with ERRORS.translated():
+            request = listing.page_request(after=after, limit=limit, states=states)
+        found, following = listing.page(self._ops.list_containers(), request)
+        return {"containers": [container_info(c) for c in found], "next": following}
 
     @varlinkmethod(return_parameter="container")
     async def Get(self, *, name: str | None = None) -> ContainerInfo:
@@ -163,6 +183,36 @@ class ContainerVarlink(VarlinkInterface, name=VARLINK_CONTAINER):
         mounts and the OCI runtime spec in use."""
         with self._container(name) as container:
             return inspect_info(self._ops.inspect(container))
+
+    @varlinkmethod(return_parameter="status")
+    async def RunHealthCheck(self, *, name: str) -> str:
+        """Run its health check now (joining one under way); its health after it:
+        starting, healthy or unhealthy. A check still running after health_timeout
+        seconds is killed and counts as failed."""
+        with self._container(name) as container:
+            return await self._ops.run_health_check(container)
+
+    @varlinkmethod(return_parameter="stats")
+    async def GetStats(self, *, name: str) -> Stats:
+        """Resource use of a running or paused container, from its cgroup (v1 or
+        v2) and network namespace: CPU time, memory in use (less inactive file
+        cache) and its limit (0: none), processes, block I/O bytes, network bytes
+        (only with a network namespace of its own), and when they were read."""
+        with self._container(name) as container:
+            return stats_of(self._ops.stats(container))
+
+    @varlinkmethod(return_parameter="record")
+    async def Logs(self, *, name: str, follow: bool | None = None,
+                   since: int | None = None) -> LogRecord | None:
+        """Called with more: its log, one reply per record (time in RFC 3339,
+        stream, text), from since (microseconds since the epoch; absent or 0:
+        the start); with follow, new records as they are written until it
+        exits. The last reply has no record."""
+        with self._container(name) as container:
+            if not wants_more():
+                raise InvalidArgument("Logs sends one reply per record: call it with more")
+            await stream_logs(self._ops, container, bool(follow), since or 0, ERRORS)
+        return None
 
     @varlinkmethod(return_parameter="event", delay_generator=False)  # never held back
     async def Watch(self, *, existing: bool | None = None) -> AsyncIterator[ContainerEvent]:

@@ -16,7 +16,8 @@ from pyctrd.varlink.watch import Watchers
 
 ERRORS = ErrorSet(VARLINK_IMAGE, (
     "NoSuchImage", "AmbiguousId", "InvalidArgument", "InUse", "RuntimeFailed",
-    "StorageFailed", "AccessDenied", "InteractiveAuthorizationRequired", "LimitsExceeded",
+    "StorageFailed", "NotSupported", "AccessDenied", "InteractiveAuthorizationRequired",
+    "LimitsExceeded",
     "Overflow", "Failed"))
 
 
@@ -72,6 +73,26 @@ class ImageVarlink(VarlinkInterface, name=VARLINK_IMAGE):
         only removes that reference (D-Bus RemoveImage)."""
         with ERRORS.translated(reference=reference):
             await self._ops.remove_image_named(reference, bool(force))
+
+    @varlinkmethod
+    async def Tag(self, *, reference: str, new_reference: str) -> None:
+        """Give the image one more reference (moved from another image that has it)."""
+        with ERRORS.translated(reference=reference):
+            self._ops.tag_image(self._ops.get_image(reference), new_reference)
+
+    @varlinkmethod
+    async def Untag(self, *, reference: str, name: str) -> None:
+        """Take the reference name from the image; the image stays."""
+        with ERRORS.translated(reference=reference):
+            self._ops.untag_image(self._ops.get_image(reference), name)
+
+    @varlinkmethod
+    async def Save(self, *, reference: str, fd: FileDescriptor, format: str) -> None:
+        """Write the image as "oci-archive" or "docker-archive" to the file
+        descriptor passed with the call (fd is its index); Import reads it back to
+        the same image ID."""
+        with ERRORS.translated(reference=reference):
+            await self._ops.save_image(self._ops.get_image(reference), fd.fileno(), format)
 
     @varlinkmethod(return_parameter="event", delay_generator=False)  # never held back
     async def Watch(self, *, existing: bool | None = None) -> AsyncIterator[ImageEvent]:

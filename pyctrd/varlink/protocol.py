@@ -214,7 +214,8 @@ class Connection(VarlinkInterfaceServerProtocol):
         with errors.translated():
             caller = caller_of(self.peer, operation)
             needed = check_for(self._operations, operation, call.parameters)
-            await self._authority.authorize_all(caller, needed.actions, needed.details)
+            await self._authority.authorize_all(caller, needed.actions_for(caller.uid),
+                                                needed.details)
         dispatched = super().call_received(call, fds)
         if dispatched is not None:
             await dispatched

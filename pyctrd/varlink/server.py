@@ -31,7 +31,10 @@ from pyctrd.ops.ratelimit import RateLimitedLog
 from pyctrd.varlink.authz import operation_of
 from pyctrd.varlink.container import ContainerVarlink
 from pyctrd.varlink.image import ImageVarlink
+from pyctrd.varlink.job import JobVarlink
 from pyctrd.varlink.limits import Limits, PendingBytes
+from pyctrd.varlink.network import NetworkVarlink
+from pyctrd.varlink.observe import EventsVarlink
 from pyctrd.varlink.peer import peer_of
 from pyctrd.varlink.protocol import Connection
 from pyctrd.varlink.watch import Watchers
@@ -97,6 +100,9 @@ def make_registry(operations: Operations, watchers: Watchers) -> VarlinkInterfac
         "pyctrd", "pyctrd", operations.version, "", registry))
     registry.register_interface(ContainerVarlink(operations, watchers))
     registry.register_interface(ImageVarlink(operations, watchers))
+    registry.register_interface(EventsVarlink(operations))
+    registry.register_interface(JobVarlink(operations))
+    registry.register_interface(NetworkVarlink(operations))
     for interface in registry:
         for member in dir(interface):
             if varlinksignature(getattr(interface, member)) is not None:

@@ -17,13 +17,21 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pyctrd.core.container import Container
 from pyctrd.core.image import Image
+from pyctrd.ops.options import PortMapping
 from pyctrd.ops.properties import CONTAINER_PROPERTIES, IMAGE_PROPERTIES, Property, snake_case
 
 # A property's D-Bus signature → its type in a Varlink struct.
 _TYPES: dict[str, Any] = {
     "s": str, "b": bool, "i": int, "u": int, "t": int, "d": float,
-    "as": list[str], "a{ss}": dict[str, str],
+    "as": list[str], "a{ss}": dict[str, str], "a(sqqs)": list[PortMapping],
 }
+# Signatures whose D-Bus value (a list of lists) becomes a list of structs.
+_STRUCT_LISTS: dict[str, type] = {"a(sqqs)": PortMapping}
+
+
+def _varlink_value(row: Property, value: Any) -> Any:
+    struct = _STRUCT_LISTS.get(row.signature)
+    return [struct(*item) for item in value] if struct is not None else value
 
 
 def _info_struct(name: str, table: dict[str, Property], doc: str) -> type:
@@ -44,7 +52,7 @@ else:
 
 def container_info(container: Container) -> ContainerInfo:
     """The ContainerInfo of ``container`` now."""
-    return ContainerInfo(**{row.field: row.get(container)
+    return ContainerInfo(**{row.field: _varlink_value(row, row.get(container))
                             for row in CONTAINER_PROPERTIES.values()})
 
 
@@ -58,6 +66,22 @@ def image_info(image: Image) -> ImageInfo:
 
 
 @dataclass
+class InspectHealthResult:
+    start: str  # RFC 3339
+    end: str
+    exit_code: int  # -1: killed at its timeout
+    output: str
+    truncated: bool
+
+
+@dataclass
+class InspectHealth:
+    status: str
+    failing_streak: int
+    log: list[InspectHealthResult]  # the last 5, oldest first
+
+
+@dataclass
 class InspectState:
     status: str
     running: bool
@@ -68,6 +92,8 @@ class InspectState:
     oom_killed: bool
     started_at: str  # RFC 3339, "" when unset
     finished_at: str
+    restart_count: int = 0
+    health: InspectHealth | None = None  # only with a health check
 
 
 @dataclass
@@ -141,13 +167,24 @@ def _fields(struct: type, data: dict[str, Any]) -> dict[str, Any]:
             if snake_case(key) in wanted}
 
 
+def _inspect_state(state: dict[str, Any]) -> InspectState:
+    found = _fields(InspectState, state)
+    health = state.get("Health")
+    if health is not None:
+        found["health"] = InspectHealth(
+            status=health["Status"], failing_streak=health["FailingStreak"],
+            log=[InspectHealthResult(**_fields(InspectHealthResult, r))
+                 for r in health["Log"]])
+    return InspectState(**found)
+
+
 def inspect_info(data: dict[str, Any]) -> InspectInfo:
     graph = data["GraphDriver"]
     driver = graph["Data"]
     return InspectInfo(
         id=data["Id"], name=data["Name"], created=data["Created"], path=data["Path"],
         args=list(data["Args"]), image=data["Image"], image_name=data["ImageName"],
-        state=InspectState(**_fields(InspectState, data["State"])),
+        state=_inspect_state(data["State"]),
         config=InspectConfig(**_fields(InspectConfig, data["Config"])),
         host_config=InspectHostConfig(
             memory=int(data["HostConfig"]["Memory"]),

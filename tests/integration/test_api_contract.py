@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from integration.test_exec import exec_in
+
 XML_DIR = Path(__file__).resolve().parents[2] / "dbus"
 
 Args = tuple[tuple[str, str], ...]
@@ -28,11 +30,18 @@ CONTRACT = {
             "CreateContainer": m("s image, as command, a{sv} options", "o container"),
             "GetContainer": m("s name_or_id", "o container"),
             "ListContainers": m("", "a(sssso) containers"),
+            "ListContainersPaged": m("a{sv} options", "a{oa{sa{sv}}} objects, s next"),
             "RemoveContainer": m("s name_or_id, b force"),
             "ImportImage": m("h archive, s reference", "s image_id, o image"),
             "GetImage": m("s reference_or_id", "o image"),
             "ListImages": m("", "a(ssto) images"),
             "RemoveImage": m("s reference_or_id, b force"),
+            "PullImage": m("s reference, a{sv} options", "o job"),
+            "ListJobs": m("", "ao jobs"),
+            "CreateNetwork": m("s name, a{sv} options", "o network"),
+            "GetNetwork": m("s name_or_id", "o network"),
+            "ListNetworks": m("", "a(ssso) networks"),
+            "RemoveNetwork": m("s name_or_id, b force"),
         },
         "properties": {"Version": "s", "Runtime": "s", "ContainerCount": "u",
                        "ImageCount": "u"},
@@ -59,6 +68,9 @@ CONTRACT = {
             "Inspect": m("", "s json"),
             "OpenLog": m("b follow", "h fd"),
             "Attach": m("s detach_keys", "h fd"),
+            "Exec": m("as command, a{sv} options", "o session, h stdio"),
+            "Commit": m("s reference, a{sv} options", "o job"),
+            "RunHealthCheck": m("", "s status"),
         },
         "properties": {
             "Id": "s", "Name": "s", "Image": "s", "ImageId": "s", "Command": "as",
@@ -66,15 +78,34 @@ CONTRACT = {
             "Mountpoint": "s", "CreatedTimestamp": "t", "StartedTimestamp": "t",
             "FinishedTimestamp": "t", "Labels": "a{ss}", "LogPath": "s", "StopSignal": "u",
             "StopTimeout": "u", "Terminal": "b",
+            "RestartPolicy": "s", "RestartCount": "u", "Health": "s", "AutoRemove": "b",
+            "Networks": "as", "IPAddress": "s", "Ports": "a(sqqs)",
         },
         "signals": {},
     },
-    "org.pyctrd1.Image": {
+    "org.pyctrd1.Network": {
         "methods": {"Remove": m("b force")},
+        "properties": {"Id": "s", "Name": "s", "Driver": "s", "Subnet": "s", "Gateway": "s",
+                       "Internal": "b", "DNSEnabled": "b", "Containers": "as",
+                       "Labels": "a{ss}"},
+        "signals": {},
+    },
+    "org.pyctrd1.ExecSession": {
+        "methods": {"Wait": m("", "i exit_code"), "Kill": m("s signal"),
+                    "ResizeTerminal": m("q rows, q cols"), "Remove": m()},
+        "properties": {"Command": "as", "State": "s", "PID": "i", "ExitCode": "i",
+                       "Terminal": "b", "CreatedTimestamp": "t", "FinishedTimestamp": "t",
+                       "Id": "s"},
+        "signals": {},
+    },
+    "org.pyctrd1.Image": {
+        "methods": {"Remove": m("b force"), "Tag": m("s reference"),
+                    "Untag": m("s reference"), "Save": m("h fd, s format"),
+                    "Push": m("s destination, a{sv} options", "o job")},
         "properties": {
             "Id": "s", "Reference": "s", "Digest": "s", "Size": "t", "CreatedTimestamp": "t",
             "Layers": "as", "Entrypoint": "as", "Cmd": "as", "Env": "as", "WorkingDir": "s",
-            "User": "s",
+            "User": "s", "References": "as",
         },
         "signals": {},
     },
@@ -110,11 +141,16 @@ def annotations(member: ET.Element) -> dict[str, str]:
 @pytest.fixture
 async def live(bus, daemon):
     """iface → its live introspection document."""
-    path = await bus.create(["true"])
+    path = await bus.run(["sleep", "1000"])
+    session, stdio = await exec_in(bus, path, ["sleep", "1000"])
+    stdio.close()
     docs = {}
     for iface, obj in (("org.pyctrd1.Manager", "/org/pyctrd1"),
                        ("org.pyctrd1.Container", path),
-                       ("org.pyctrd1.Image", daemon.image_path)):
+                       ("org.pyctrd1.ExecSession", session),
+                       ("org.pyctrd1.Image", daemon.image_path),
+                       ("org.pyctrd1.Network",
+                        (await bus.manager("GetNetwork", "s", ["pyctrd"]))[0])):
         (docs[iface],) = await bus.call(obj, "org.freedesktop.DBus.Introspectable",
                                         "Introspect")
     return docs
@@ -135,11 +171,16 @@ CONST = {
     "org.pyctrd1.Image": {"Id", "Digest", "Size", "CreatedTimestamp", "Layers",
                           "Entrypoint", "Cmd", "Env", "WorkingDir", "User"},
     "org.pyctrd1.Manager": {"Version", "Runtime"},
+    "org.pyctrd1.ExecSession": {"Id", "Command", "Terminal", "CreatedTimestamp"},
+    "org.pyctrd1.Network": {"Id", "Name", "Driver", "Subnet", "Gateway", "Internal",
+                            "DNSEnabled", "Labels"},
 }
 FD_METHODS = {
-    "org.pyctrd1.Container": {"Export", "OpenLog", "Attach"},
-    "org.pyctrd1.Image": set(),
+    "org.pyctrd1.Container": {"Export", "OpenLog", "Attach", "Exec"},
+    "org.pyctrd1.ExecSession": set(),
+    "org.pyctrd1.Image": {"Save"},
     "org.pyctrd1.Manager": {"ImportImage"},
+    "org.pyctrd1.Network": set(),
 }
 
 

@@ -179,7 +179,9 @@ async def test_kill_exited_is_invalid_state(bus):
     ({"env": Variant("as", ["NOEQUALS"])}, "NOEQUALS"),
     ({"env": Variant("as", ["=value"])}, "=value"),
     ({"stop_signal": Variant("s", "SIGBOGUS")}, "SIGBOGUS"),
-    ({"network": Variant("s", "bridge")}, "bridge"),
+    # "bridge" is the default network now (issue 15): ports need one
+    ({"network": Variant("s", "none"), "ports": Variant("a(sqqs)", [["", 80, 80, "tcp"]])},
+     "bridge"),
     ({"workdir": Variant("s", "relative/dir")}, "relative/dir"),
     ({"user": Variant("s", "nosuchuser")}, "nosuchuser"),
     ({"mounts": Variant("a(sss)", [["relative", "/mnt", "ro"]])}, "relative"),

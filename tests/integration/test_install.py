@@ -23,13 +23,17 @@ from pyctrd.ops.operations import CONTAINER_OPS, CREATE_PRIVILEGED, IMAGE_OPS, M
 POLKIT_DEFAULTS = {
     "org.pyctrd1.container.inspect": ("auth_admin", "auth_admin", "auth_admin_keep"),
     "org.pyctrd1.container.attach": ("auth_admin", "auth_admin", "auth_admin"),
+    "org.pyctrd1.container.exec": ("auth_admin", "auth_admin", "auth_admin"),
     "org.pyctrd1.container.manage": ("auth_admin", "auth_admin", "auth_admin_keep"),
     "org.pyctrd1.container.create": ("auth_admin", "auth_admin", "auth_admin_keep"),
     "org.pyctrd1.container.create-privileged": ("auth_admin", "auth_admin", "auth_admin"),
     "org.pyctrd1.container.mount": ("auth_admin", "auth_admin", "auth_admin"),
     "org.pyctrd1.image.manage": ("auth_admin", "auth_admin", "auth_admin_keep"),
+    "org.pyctrd1.image.pull": ("auth_admin", "auth_admin", "auth_admin_keep"),
+    "org.pyctrd1.network.manage": ("auth_admin", "auth_admin", "auth_admin_keep"),
 }
-INTERFACES = ["org.pyctrd1.Manager.xml", "org.pyctrd1.Container.xml", "org.pyctrd1.Image.xml"]
+INTERFACES = ["org.pyctrd1.Manager.xml", "org.pyctrd1.Container.xml", "org.pyctrd1.Image.xml",
+              "org.pyctrd1.ExecSession.xml", "org.pyctrd1.Job.xml", "org.pyctrd1.Network.xml"]
 # Fixed by what reads them, whatever PREFIX is.
 FIXED = [
     "/usr/share/dbus-1/system.d/org.pyctrd1.conf",
@@ -49,6 +53,8 @@ def under_prefix(prefix: str) -> list[str]:
         f"{prefix}/lib/systemd/system/pyctrd.service",
         f"{prefix}/lib/systemd/user/pyctrd.service",
         f"{prefix}/lib/tmpfiles.d/pyctrd.conf",
+        *(f"{prefix}/share/cockpit/pyctrd/{name}"
+          for name in ("manifest.json", "index.html", "pyctrd.js", "pyctrd.css")),
     ]
 
 

@@ -18,11 +18,14 @@ CONTAINER_PROPERTIES = {
     "CreatedTimestamp": "t", "StartedTimestamp": "t", "FinishedTimestamp": "t",
     "Labels": "a{ss}", "LogPath": "s", "StopSignal": "u", "StopTimeout": "u",
     "Terminal": "b",
+    # API.md's Additions
+    "RestartPolicy": "s", "RestartCount": "u", "Health": "s", "AutoRemove": "b",
+    "Networks": "as", "IPAddress": "s", "Ports": "a(sqqs)",
 }
 IMAGE_PROPERTIES = {
     "Id": "s", "Reference": "s", "Digest": "s", "Size": "t", "CreatedTimestamp": "t",
     "Layers": "as", "Entrypoint": "as", "Cmd": "as", "Env": "as", "WorkingDir": "s",
-    "User": "s",
+    "User": "s", "References": "as",
 }
 
 
@@ -70,16 +73,20 @@ async def test_get_managed_objects(bus, daemon):
         assert image[name].signature == signature, name
     assert image["Id"].value == daemon.image_id
     assert image["Reference"].value == "busybox"
+    assert image["References"].value == ["busybox"]
     assert image["Digest"].value == f"sha256:{daemon.image_id}"
     assert image["Size"].value > 100_000
 
     # GetAll on the object agrees with GetManagedObjects
     assert await bus.get_all(path, CONTAINER) == {k: v.value for k, v in values.items()}
 
-    # every container and image is there, and nothing else but them
+    # every container, image, network and job is there, and nothing else but them
     (containers,) = await bus.manager("ListContainers")
     (images,) = await bus.manager("ListImages")
-    assert set(objects) == {c[4] for c in containers} | {i[3] for i in images}
+    (networks,) = await bus.manager("ListNetworks")
+    (jobs,) = await bus.manager("ListJobs")
+    assert set(objects) == ({c[4] for c in containers} | {i[3] for i in images}
+                            | {n[3] for n in networks} | set(jobs))
 
 
 async def test_list_containers_and_images(bus, daemon):

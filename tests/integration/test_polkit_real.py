@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import CONTAINER, MANAGER, MANAGER_PATH, REPO, Client
+from dbus_fast import Message, MessageType
 
 from integration.system_bus import (
     POLKITD,
@@ -214,3 +215,45 @@ async def test_the_example_grants_confined_creates_only(
     root.created.append(created["reply"][0])
     (after,) = await root.manager("ListContainers")
     assert len(after) == len(before) + 1
+
+
+GERMAN = "de_DE.UTF-8"
+CATALOGUE = Path("/usr/share/locale/de/LC_MESSAGES/pyctrd.mo")
+
+
+@pytest.fixture
+def german() -> Iterator[None]:
+    """The German catalogue installed as make install installs it, and the
+    locale a German desktop has (generated here if the host lacks it)."""
+    if "de_DE.utf8" not in subprocess.run(["locale", "-a"], capture_output=True,
+                                          text=True, check=True).stdout.split():
+        run("localedef", "-i", "de_DE", "-f", "UTF-8", GERMAN)
+    had = CATALOGUE.exists()
+    if not had:
+        CATALOGUE.parent.mkdir(parents=True, exist_ok=True)
+        run("msgfmt", str(REPO / "po" / "de.po"), "-o", str(CATALOGUE))
+    yield
+    if not had:
+        CATALOGUE.unlink()
+
+
+async def test_polkitd_describes_the_actions_in_german(env: Env, german: None,
+                                                     root: Client) -> None:
+    # What an authentication agent shows a German user: it asks polkitd for the
+    # actions in its locale (pkaction itself always asks in C), and polkitd looks
+    # the installed policy's strings up in the pyctrd gettext domain.
+    reply = await root.bus.call(Message(
+        destination="org.freedesktop.PolicyKit1",
+        path="/org/freedesktop/PolicyKit1/Authority",
+        interface="org.freedesktop.PolicyKit1.Authority", member="EnumerateActions",
+        signature="s", body=[GERMAN]))
+    assert reply is not None and reply.message_type is MessageType.METHOD_RETURN, reply
+    described = {action[0]: (action[1], action[2]) for action in reply.body[0]}
+    assert described["org.pyctrd1.container.manage"] == (
+        "Container starten, stoppen und ihnen Signale senden",
+        "Legitimierung ist erforderlich, um Container zu starten, zu stoppen, anzuhalten "
+        "oder ihnen Signale zu senden.")
+    ours = [a for a in described if a.startswith("org.pyctrd1.")]
+    assert len(ours) >= 10
+    for action in ours:  # every action is translated, none falls back to English
+        assert not described[action][1].startswith("Authentication"), action

@@ -10,7 +10,8 @@ REPO = Path(__file__).resolve().parent.parent.parent
 COMPLETION = REPO / "completion" / "pyctr.bash"
 VERBS = ["import", "image", "images", "rmi", "create", "run", "ps", "inspect", "logs",
          "start", "stop", "restart", "kill", "pause", "unpause", "wait", "rm", "mount",
-         "unmount", "export", "attach", "events"]
+         "unmount", "export", "attach", "events", "info", "version", "system", "container",
+         "container ps", "image inspect", "system df"]
 
 
 def test_manpage_documents_every_verb_and_flag(tmp_path: Path) -> None:
@@ -29,6 +30,16 @@ def test_manpage_documents_every_verb_and_flag(tmp_path: Path) -> None:
     assert rendered.returncode == 0 and rendered.stderr == "", rendered.stderr
 
 
+def test_completion_asks_the_command_being_completed_for_names(tmp_path: Path) -> None:
+    """Names come from ${COMP_WORDS[0]} (here a stand-in), not from a `pyctr` on PATH."""
+    fake = tmp_path / "pyctr"
+    fake.write_text("#!/bin/sh\n[ \"$1 $2 $3 $4\" = '--address unix:path=/x __complete "
+                    "containers' ] && echo web-one && echo web-two\n")
+    fake.chmod(0o755)
+    assert _complete(str(fake), "--address", "unix:path=/x", "stop", "web") == \
+        ["web-one", "web-two"]
+
+
 def _complete(*words: str) -> list[str]:
     script = (f"source {COMPLETION}\nCOMP_WORDS=({' '.join(repr(w) for w in words)})\n"
               "COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _pyctr; printf '%s\\n' \"${COMPREPLY[@]}\"")
@@ -39,10 +50,17 @@ def _complete(*words: str) -> list[str]:
 
 def test_completion_offers_verbs_and_flags() -> None:
     assert _complete("pyctr", "st") == ["start", "stop"]
-    assert _complete("pyctr", "--user", "u") == ["unpause", "unmount", "umount"]
-    assert _complete("pyctr", "run", "--net") == ["--network"]
-    assert _complete("pyctr", "run", "--network", "") == ["none", "host"]
-    assert _complete("pyctr", "ps", "--format", "") == ["table", "json"]
+    assert _complete("pyctr", "--user", "u") == ["unpause", "unmount", "umount", "untag"]
+    assert _complete("pyctr", "run", "--net") == ["--network", "--network-alias"]
+    assert _complete("pyctr", "run", "--network", "") == ["bridge", "none", "host"]
+    assert _complete("pyctr", "run", "--restart", "") == ["no", "on-failure", "always",
+                                                         "unless-stopped"]
+    assert _complete("pyctr", "run", "--rep") == ["--replace"]
+    assert _complete("pyctr", "ps", "--format", "") == ["json", "table"]
+    assert _complete("pyctr", "container", "l") == ["logs", "ls", "list"]
+    assert _complete("pyctr", "system", "") == ["info", "df"]
+    assert _complete("pyctr", "ps", "--fil") == ["--filter"]
+    assert _complete("pyctr", "inspect", "--type", "") == ["container", "image", "all"]
     shown = {choice for choice in build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
              if not choice.startswith("_")}
     assert set(_complete("pyctr", "")) == shown

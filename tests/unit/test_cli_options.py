@@ -122,7 +122,28 @@ def test_arguments_after_the_image_belong_to_the_command() -> None:
     assert args.name == "web"
 
 
+# flags for options other sessions add to the schema; each is sent when the schema has
+# its option (and refused naming the flag until then): flag argv → expected option values
+LATER_OPTIONS: dict[str, tuple[list[str], dict[str, object]]] = {
+    "ports": (["-p", "127.0.0.1:8080:80/udp"], {"ports": [("127.0.0.1", 8080, 80, "udp")]}),
+    "dns": (["--dns", "10.0.0.1"], {"dns": ["10.0.0.1"]}),
+    "dns_search": (["--dns-search", "example.org"], {"dns_search": ["example.org"]}),
+    "add_hosts": (["--add-host", "db:10.0.0.2"], {"add_hosts": [("db", "10.0.0.2")]}),
+    "network_aliases": (["--network-alias", "web2"], {"network_aliases": ["web2"]}),
+    "restart_policy": (["--restart", "on-failure:3"], {"restart_policy": "on-failure"}),
+    "restart_retries": ([], {"restart_retries": 3}),
+    "auto_remove": (["--rm", "-d"], {"auto_remove": True}),
+    "health_cmd": (["--health-cmd", "true"], {"health_cmd": ["/bin/sh", "-c", "true"]}),
+    "health_interval": (["--health-interval", "1m"], {"health_interval": 60}),
+    "health_timeout": (["--health-timeout", "5s"], {"health_timeout": 5}),
+    "health_retries": (["--health-retries", "2"], {"health_retries": 2}),
+    "health_start_period": (["--health-start-period", "10"], {"health_start_period": 10}),
+}
+
+
 def test_every_flag_maps_to_an_option_the_daemon_accepts() -> None:
+    later = [key for key in LATER_OPTIONS if key in OPTIONS]
+    extra = [arg for key in later for arg in LATER_OPTIONS[key][0]]
     args = _args("--name", "web", "-e", "A=1", "-e", "HOME", "-w", "/srv", "-u", "1000:1000",
                  "--hostname", "box", "-l", "a=b", "-v", "/src:/dst:ro", "--memory", "512m",
                  "--cpus", "0.5", "--pids-limit", "64", "--network", "host", "--read-only",
@@ -130,9 +151,9 @@ def test_every_flag_maps_to_an_option_the_daemon_accepts() -> None:
                  "--security-opt", "no-new-privileges", "--privileged", "--cap-add",
                  "net_admin,SYS_TIME", "--cap-add", "CAP_MKNOD", "--cap-drop", "ALL",
                  "--security-opt", "seccomp=unconfined", "--ulimit", "nofile=1024:2048",
-                 "--ulimit", "core=-1", "busybox")
+                 "--ulimit", "core=-1", *extra, "busybox")
     options = create_options(args, environ={"HOME": "/root"})
-    assert decode_dbus({k: (v.signature, v.value) for k, v in options.items()}) == {
+    expected: dict[str, object] = {
         "name": "web", "env": ["A=1", "HOME=/root"], "workdir": "/srv", "user": "1000:1000",
         "hostname": "box", "labels": {"a": "b"}, "mounts": [("/src", "/dst", "ro")],
         "memory_limit": 512 * MiB, "cpu_quota": 0.5, "pids_limit": 64, "network": "host",
@@ -142,13 +163,25 @@ def test_every_flag_maps_to_an_option_the_daemon_accepts() -> None:
         "seccomp": "unconfined", "ulimits": [("nofile", 1024, 2048), ("core", UNLIMITED,
                                                                       UNLIMITED)],
     }
+    for key in later:
+        expected.update(LATER_OPTIONS[key][1])
+    assert decode_dbus({k: (v.signature, v.value) for k, v in options.items()}) == expected
     # every option but these has a flag; a new option gets one or joins the list
     assert set(options) == set(OPTIONS) - {"annotations"}
-    assert set(options) == set(FLAG_OPTIONS.values())
+    assert set(options) == set(FLAG_OPTIONS.values()) & set(OPTIONS)
+
+
+def test_flags_for_options_the_schema_lacks_are_refused_naming_the_flag() -> None:
+    for key, (argv, _) in LATER_OPTIONS.items():
+        if key in OPTIONS or not argv:
+            continue
+        with pytest.raises(CliError, match=f"^{argv[0]}|^--"):
+            create_options(_args(*argv, "busybox"))
 
 
 def test_flags_map_only_to_options_the_schema_declares() -> None:
-    unknown = {dest: key for dest, key in FLAG_OPTIONS.items() if key not in OPTIONS}
+    unknown = {dest: key for dest, key in FLAG_OPTIONS.items()
+               if key not in OPTIONS and key not in LATER_OPTIONS}
     assert not unknown, f"flags mapped to options pyctrd.ops.options does not declare: {unknown}"
     given = vars(_args("busybox"))
     # "security-opt <name>" keys come from the one --security-opt flag
@@ -237,6 +270,8 @@ def test_status_column() -> None:
     now = 1000.0
     assert container_status({"State": "running", "StartedTimestamp": 990_000_000}, now) == \
         "Up 10 seconds"
+    assert container_status({"State": "running", "StartedTimestamp": 990_000_000,
+                             "Health": "healthy"}, now) == "Up 10 seconds (healthy)"
     assert container_status({"State": "exited", "ExitCode": 3,
                              "FinishedTimestamp": 940_000_000}, now) == \
         "Exited (3) About a minute ago"

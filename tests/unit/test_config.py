@@ -84,7 +84,7 @@ def test_defaults(root):
     assert (cfg.user, cfg.uid, cfg.gid) == ("0:0", 0, 0)
     assert cfg.stop_signal == 15
     assert cfg.stop_timeout == DEFAULT_STOP_TIMEOUT
-    assert cfg.network == "none"
+    assert cfg.network == "bridge"  # the default network (issue 15)
     assert cfg.mounts == []
     assert cfg.terminal is False and cfg.stdin is False and cfg.read_only is False
     assert cfg.labels == {"from": "image", "shared": "image"}
@@ -328,15 +328,20 @@ def test_bad_stop_signal(root, value):
         build(root, name="web", stop_signal=value)
 
 
-@pytest.mark.parametrize("network", ["none", "host"])
+@pytest.mark.parametrize("network", ["none", "host", "bridge"])
 def test_networks(root, network):
     assert build(root, name="web", network=network).network == network
 
 
-@pytest.mark.parametrize("network", ["bridge", "", "HOST", "slirp4netns"])
-def test_bad_network(root, network):
-    with pytest.raises(InvalidArgument):
-        build(root, name="web", network=network)
+@pytest.mark.parametrize("network", ["mynet", "HOST"])
+def test_a_network_name_means_a_bridge(root, network):
+    # the engine has looked the name up (NoSuchNetwork): core/networks.py
+    assert build(root, name="web", network=network).network == "bridge"
+
+
+def test_ports_need_a_bridge(root):
+    with pytest.raises(InvalidArgument, match="bridge"):
+        build(root, name="web", network="none", ports=[("", 80, 80, "tcp")])
 
 
 def test_workdir(root):
@@ -605,7 +610,15 @@ BOUNDARIES: dict[str, list[tuple[object, bool]]] = {
                   ((os.cpu_count() or 1) * 1000 + 1, False)],
     "pids_limit": [(0, True), (1, True), (1 << 22, True), ((1 << 22) + 1, False),
                    ((1 << 64) - 1, False)],
-    "network": [("none", True), ("host", True), ("nosuch", False)],
+    "network": [("none", True), ("host", True), ("bridge", True)],
+    "ports": [([("", 0, 80, "tcp")], True), ([("127.0.0.1", 8080, 80, "udp")], True),
+              ([("", 80, 0, "tcp")], False), ([("", 80, 80, "sctp")], False),
+              ([("::1", 80, 80, "tcp")], False), ([("nope", 80, 80, "tcp")], False)],
+    "dns": [(["10.0.0.1"], True), (["not-an-address"], False)],
+    "dns_search": [(["example.com"], True), (["bad domain"], False)],
+    "add_hosts": [([("db", "10.1.2.3")], True), ([("db", "nope")], False),
+                  ([("a b", "10.1.2.3")], False)],
+    "network_aliases": [(["web"], True), (["-x"], False)],
     "no_new_privileges": [(True, True)],
     "privileged": [(True, True), (False, True)],
     "cap_add": [(["ALL"], True), (["NET_ADMIN", "CAP_SYS_TIME"], True), (["NOPE"], False),
@@ -619,6 +632,15 @@ BOUNDARIES: dict[str, list[tuple[object, bool]]] = {
                 ([("locks", 0, 0)], True),
                 ([("nofile", 2, 1)], False), ([("nosuch", 1, 1)], False),
                 ([("nofile", 64, (1 << 64) - 1)], False)],
+    "restart_policy": [("no", True), ("on-failure", True), ("always", True),
+                       ("unless-stopped", True), ("", False), ("sometimes", False)],
+    "restart_retries": [(0, True), (1, False)],  # only with on-failure
+    "auto_remove": [(True, True), (False, True)],
+    "health_cmd": [(["true"], True), ([], True), ([""], False), (["a\0b"], False)],
+    "health_interval": [(0, True), ((1 << 32) - 1, True), (1 << 32, False)],
+    "health_timeout": [(1, True), (0, False), ((1 << 32) - 1, True)],
+    "health_retries": [(1, True), (0, False)],
+    "health_start_period": [(0, True), ((1 << 32) - 1, True)],
 }
 
 

@@ -17,12 +17,20 @@ from pyctrd.core.state import State
 from pyctrd.errors import InvalidState, NoSuchContainer, RuntimeFailed
 
 
-async def until(condition: Callable[[], bool], turns: int = 1000) -> None:
-    """Let ready tasks run until ``condition`` holds (loop turns, not time)."""
+async def until(condition: Callable[[], bool], turns: int = 1000,
+                thread_wait: float = 5.0) -> None:
+    """Let ready tasks run until ``condition`` holds (loop turns, not time). The
+    cleanup after an exit unmounts in a worker thread: that hop may take real
+    time, up to ``thread_wait`` s."""
     for _ in range(turns):
         if condition():
             return
         await asyncio.sleep(0)
+    deadline = asyncio.get_running_loop().time() + thread_wait
+    while asyncio.get_running_loop().time() < deadline:
+        if condition():
+            return
+        await asyncio.sleep(0.001)
     raise AssertionError("the condition never came true")
 
 

@@ -170,8 +170,9 @@ BROKEN = """
 
 
 def _patch_broken_second_migration(monkeypatch):
-    monkeypatch.setattr(db, "MIGRATIONS", [db.MIGRATIONS[0], BROKEN])
-    monkeypatch.setattr(db, "SCHEMA_VERSION", 2)
+    # BROKEN after every real migration
+    monkeypatch.setattr(db, "MIGRATIONS", [*db.MIGRATIONS, BROKEN])
+    monkeypatch.setattr(db, "SCHEMA_VERSION", len(db.MIGRATIONS) + 1)
 
 
 def test_failed_migration_on_fresh_db_rolls_back(tmp_path, monkeypatch):
@@ -179,7 +180,7 @@ def test_failed_migration_on_fresh_db_rolls_back(tmp_path, monkeypatch):
     _patch_broken_second_migration(monkeypatch)
     with pytest.raises(sqlite3.Error):
         Database(path)
-    assert user_version(path) == 1
+    assert user_version(path) == SCHEMA_VERSION
     found = tables(path)
     assert {"containers", "images", "meta"} <= found
     assert "partial" not in found
@@ -194,13 +195,13 @@ def test_failed_migration_on_existing_db_rolls_back(tmp_path, monkeypatch):
     _patch_broken_second_migration(monkeypatch)
     with pytest.raises(sqlite3.Error):
         Database(path)
-    assert user_version(path) == 1
+    assert user_version(path) == SCHEMA_VERSION
     assert "partial" not in tables(path)
     # the data from before is untouched and the old schema still opens
     monkeypatch.undo()
     again = Database(path)
     try:
-        assert again.schema_version == 1
+        assert again.schema_version == SCHEMA_VERSION
         assert list(again.containers()) == [(CONFIG, STATE)]
     finally:
         again.close()
@@ -209,11 +210,11 @@ def test_failed_migration_on_existing_db_rolls_back(tmp_path, monkeypatch):
 def test_second_migration_applies_when_it_works(tmp_path, monkeypatch):
     path = tmp_path / "state.db"
     Database(path).close()
-    monkeypatch.setattr(db, "MIGRATIONS", [db.MIGRATIONS[0], "CREATE TABLE extra (x);"])
-    monkeypatch.setattr(db, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(db, "MIGRATIONS", [*db.MIGRATIONS, "CREATE TABLE extra (x);"])
+    monkeypatch.setattr(db, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     s = Database(path)
     try:
-        assert s.schema_version == 2
+        assert s.schema_version == SCHEMA_VERSION + 1
     finally:
         s.close()
     assert "extra" in tables(path)

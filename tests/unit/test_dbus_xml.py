@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from pyctrd.bus.container import ContainerObject
+from pyctrd.bus.exec import ExecSessionObject
 from pyctrd.bus.image import ImageObject
 from pyctrd.bus.manager import ManagerObject
 from pyctrd.bus.props import EMITS_CHANGED, UNIX_FD
+from pyctrd.ops.exec import EXEC_SESSION_PROPERTIES
 from pyctrd.ops.options import OPTIONS, documentation
 from pyctrd.ops.properties import CONTAINER_PROPERTIES, IMAGE_PROPERTIES, MANAGER_PROPERTIES
 
@@ -24,6 +26,8 @@ OBJECTS = {
     "org.pyctrd1.Container": (lambda: ContainerObject(None, None),  # type: ignore[arg-type]
                               CONTAINER_PROPERTIES),
     "org.pyctrd1.Image": (lambda: ImageObject(None, None), IMAGE_PROPERTIES),  # type: ignore[arg-type]
+    "org.pyctrd1.ExecSession": (lambda: ExecSessionObject(None, None),  # type: ignore[arg-type]
+                                EXEC_SESSION_PROPERTIES),
 }
 MEMBERS = ("method", "signal", "property")
 

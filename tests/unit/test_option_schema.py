@@ -22,7 +22,9 @@ from pyctrd.ops.options import (
     UINT32_MAX,
     UINT64_MAX,
     CreateOptions,
+    HostEntry,
     Mount,
+    PortMapping,
     Ulimit,
     decode_dbus,
     decode_varlink,
@@ -45,6 +47,10 @@ SAMPLES: dict[str, tuple[Any, Any, Any]] = {
     "a(stt)": ([("nofile", 1024, 2048), ("core", 0, UINT64_MAX)],
                [Ulimit("nofile", 1024, 2048), Ulimit("core", 0, UINT64_MAX)],
                [("nofile", 1024, 2048), ("core", 0, UINT64_MAX)]),
+    "a(sqqs)": ([("127.0.0.1", 8080, 80, "tcp"), ("", 0, 53, "udp")],
+                [PortMapping("127.0.0.1", 8080, 80, "tcp"), PortMapping("", 0, 53, "udp")],
+                [("127.0.0.1", 8080, 80, "tcp"), ("", 0, 53, "udp")]),
+    "a(ss)": ([("db", "10.1.2.3")], [HostEntry("db", "10.1.2.3")], [("db", "10.1.2.3")]),
 }
 # signature → values of the wrong type for it
 WRONG: dict[str, list[Any]] = {
@@ -58,20 +64,27 @@ WRONG: dict[str, list[Any]] = {
     "a(sss)": [["/src:/dst"], [("/src", "/dst")], [("/src", "/dst", 1)], "/src"],
     "a(stt)": [["nofile=1"], [("nofile", 1)], [("nofile", "1", 2)], [("nofile", 1, True)],
                [(1, 1, 2)], "nofile"],
+    "a(sqqs)": [["8080:80"], [("", 8080, 80)], [("", "8080", 80, "tcp")],
+                [("", 70000, 80, "tcp")], [("", 1, 80, 6)], "80"],
+    "a(ss)": [["db=10.1.2.3"], [("db",)], [("db", 1)], "db"],
 }
 # On Varlink, asyncvarlink has already turned each JSON mount into a Mount (or refused
 # the call), so a wrong mount is a Mount with a field of the wrong type.
 WRONG_VARLINK = {**WRONG, "a(sss)": [[Mount("/src", "/dst", 1)]],  # type: ignore[arg-type]
-                 "a(stt)": [[Ulimit("nofile", "1", 2)]]}  # type: ignore[arg-type]
+                 "a(stt)": [[Ulimit("nofile", "1", 2)]],  # type: ignore[arg-type]
+                 "a(sqqs)": [[PortMapping("", "1", 80, "tcp")]],  # type: ignore[arg-type]
+                 "a(ss)": [[HostEntry("db", 1)]]}  # type: ignore[arg-type]
 # a D-Bus type that no option accepts alongside its own
 OTHER_SIGNATURE = {"s": "b", "b": "s", "u": "s", "t": "u", "d": "t", "as": "s",
-                   "a{ss}": "as", "a(sss)": "as", "a(stt)": "a(sss)"}
+                   "a{ss}": "as", "a(sss)": "as", "a(stt)": "a(sss)", "a(sqqs)": "a(stt)",
+                   "a(ss)": "a(sss)"}
 
 EACH = sorted((name, sig) for name, option in OPTIONS.items() for sig in option.signatures)
 # Options whose values are held to a narrower range than their type's samples.
 OPTION_SAMPLES: dict[str, tuple[Any, Any, Any]] = {
     "pids_limit": (4096, 4096, 4096),
     "seccomp": ("unconfined", "unconfined", "unconfined"),
+    "restart_policy": ("always", "always", "always"),
 }
 
 

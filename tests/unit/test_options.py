@@ -37,6 +37,19 @@ GOOD = {
     "cap_drop": Variant("as", ["CAP_CHOWN"]),
     "seccomp": Variant("s", "unconfined"),
     "ulimits": Variant("a(stt)", [["nofile", 1024, 2048]]),
+    "restart_policy": Variant("s", "on-failure"),
+    "restart_retries": Variant("u", 3),
+    "auto_remove": Variant("b", False),
+    "health_cmd": Variant("as", ["true"]),
+    "health_interval": Variant("u", 5),
+    "health_timeout": Variant("u", 2),
+    "health_retries": Variant("u", 2),
+    "health_start_period": Variant("u", 1),
+    "ports": Variant("a(sqqs)", [["127.0.0.1", 8080, 80, "tcp"]]),
+    "dns": Variant("as", ["10.0.0.1"]),
+    "dns_search": Variant("as", ["example.com"]),
+    "add_hosts": Variant("a(ss)", [["db", "10.1.2.3"]]),
+    "network_aliases": Variant("as", ["web"]),
 }
 
 
@@ -80,6 +93,12 @@ def test_all_good_options_decode():
         "memory_limit": 1 << 30, "cpu_quota": 0.5, "pids_limit": 64, "network": "host",
         "no_new_privileges": True, "privileged": True, "cap_add": ["NET_ADMIN"],
         "cap_drop": ["CAP_CHOWN"], "seccomp": "unconfined", "ulimits": [("nofile", 1024, 2048)],
+        "restart_policy": "on-failure", "restart_retries": 3, "auto_remove": False,
+        "health_cmd": ["true"], "health_interval": 5, "health_timeout": 2, "health_retries": 2,
+        "health_start_period": 1,
+        "ports": [("127.0.0.1", 8080, 80, "tcp")], "dns": ["10.0.0.1"],
+        "dns_search": ["example.com"], "add_hosts": [("db", "10.1.2.3")],
+        "network_aliases": ["web"],
     }
     assert all(type(m) is tuple for m in plain["mounts"])
     assert not any(isinstance(v, Variant) for v in plain.values())

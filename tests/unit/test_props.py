@@ -27,12 +27,16 @@ API_CONTAINER = {
     "CreatedTimestamp": "t", "StartedTimestamp": "t", "FinishedTimestamp": "t",
     "Labels": "a{ss}", "LogPath": "s", "StopSignal": "u", "StopTimeout": "u",
     "Terminal": "b",
+    # Additions (issue 17)
+    "RestartPolicy": "s", "RestartCount": "u", "Health": "s", "AutoRemove": "b",
+    # Additions (issue 15)
+    "Networks": "as", "IPAddress": "s", "Ports": "a(sqqs)",
 }
 # API.md, org.pyctrd1.Image properties
 API_IMAGE = {
     "Id": "s", "Reference": "s", "Digest": "s", "Size": "t", "CreatedTimestamp": "t",
     "Layers": "as", "Entrypoint": "as", "Cmd": "as", "Env": "as", "WorkingDir": "s",
-    "User": "s",
+    "User": "s", "References": "as",  # References: API.md's Additions
 }
 API_MANAGER = {"Version": "s", "Runtime": "s", "ContainerCount": "u", "ImageCount": "u"}
 # API.md, Additions: "Properties that never change after an object appears".
@@ -45,12 +49,12 @@ def signatures(table):
 
 
 def test_container_properties_match_api():
-    assert len(API_CONTAINER) == 19
+    assert len(API_CONTAINER) == 19 + 4 + 3
     assert signatures(CONTAINER_PROPERTIES) == API_CONTAINER
 
 
 def test_image_properties_match_api():
-    assert len(API_IMAGE) == 11
+    assert len(API_IMAGE) == 12
     assert signatures(IMAGE_PROPERTIES) == API_IMAGE
 
 
@@ -100,6 +104,8 @@ def test_container_getters_give_values_of_their_signature():
         "OOMKilled": False, "Mounted": True, "Mountpoint": "/m", "CreatedTimestamp": 111,
         "StartedTimestamp": 222, "FinishedTimestamp": 0, "Labels": {"a": "b"},
         "LogPath": "/var/log/x.log", "StopSignal": 15, "StopTimeout": 10, "Terminal": True,
+        "RestartPolicy": "no", "RestartCount": 0, "Health": "", "AutoRemove": False,
+        "Networks": [], "IPAddress": "", "Ports": [],
     }
     assert type(plain["State"]) is str
     # nothing secret in properties
@@ -120,7 +126,8 @@ def test_image_variants():
     got = {k: v.value for k, v in variants(IMAGE_PROPERTIES, image).items()}
     assert got == {"Id": "i" * 64, "Reference": "r", "Digest": "sha256:x", "Size": 5,
                    "CreatedTimestamp": 6, "Layers": ["l"], "Entrypoint": ["e"],
-                   "Cmd": ["c"], "Env": ["E=1"], "WorkingDir": "/w", "User": "u"}
+                   "Cmd": ["c"], "Env": ["E=1"], "WorkingDir": "/w", "User": "u",
+                   "References": ["r"]}
 
 
 def test_manager_variants_read_the_engine():
@@ -156,7 +163,11 @@ def test_changed_rows(changes, expected):
 
 
 def test_every_status_field_is_followed_or_internal():
-    internal = {"conmon_pid", "init_pid", "needs_cleanup", "user_mounted", "removing"}
+    internal = {"conmon_pid", "init_pid", "needs_cleanup", "user_mounted", "removing",
+                "stopped_by_user", "restart_streak", "restart_at", "health_failures",
+                "health_log", "netns"}
     status_fields = {f.name for f in fields(ContainerStatus)}
-    followed = {row.follows for row in CONTAINER_PROPERTIES.values() if not row.const}
+    # RestartPolicy and AutoRemove follow config fields (changing nothing yet).
+    followed = {row.follows for row in CONTAINER_PROPERTIES.values()
+                if not row.const} - {"restart_policy", "auto_remove"}
     assert followed == status_fields - internal

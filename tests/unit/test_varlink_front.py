@@ -34,7 +34,7 @@ from pyctrd.ops.operations import (
     Operation,
     details,
 )
-from pyctrd.ops.options import CreateOptions
+from pyctrd.ops.options import CreateOptions, PortMapping
 from pyctrd.ops.properties import CONTAINER_PROPERTIES, IMAGE_PROPERTIES, Property
 from pyctrd.varlink.authz import (
     CHALLENGE_HINT,
@@ -57,7 +57,8 @@ IMAGE = "io.pyctrd.Image"
 
 # A property's D-Bus signature → the Python type of its Varlink field.
 SIGNATURE_TYPES: dict[str, Any] = {"s": str, "b": bool, "i": int, "u": int, "t": int,
-                                   "as": list[str], "a{ss}": dict[str, str]}
+                                   "as": list[str], "a{ss}": dict[str, str],
+                                   "a(sqqs)": list[PortMapping]}
 
 
 # --------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def test_watch_names_the_changed_fields() -> None:
         == ["state", "pid", "exit_code"]
     assert changed_fields({"cleaned_up": True}) == []
     # the engine names a changed image property by its D-Bus name or its core field
-    assert image_changed_fields(["reference"]) == ["reference"]
+    assert image_changed_fields(["reference"]) == ["reference", "references"]
     assert image_changed_fields(["size"]) == []  # const: never reported
 
 
@@ -411,4 +412,5 @@ async def test_a_peer_without_a_start_time_is_refused_without_asking(served: Any
         "action": "org.pyctrd1.image.manage"}
     assert s.checker.asked == []
     (info,) = await _call(s.path, {"method": "org.varlink.service.GetInfo", "parameters": {}})
-    assert info["parameters"]["interfaces"] == [CONTAINER, IMAGE, "org.varlink.service"]
+    assert {CONTAINER, IMAGE, "io.pyctrd.Events", "org.varlink.service"} <= set(
+        info["parameters"]["interfaces"])

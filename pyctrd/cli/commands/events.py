@@ -20,6 +20,7 @@ from typing import Any
 from dbus_fast import Message, MessageType
 
 from pyctrd.cli.bus import Daemon, unwrap
+from pyctrd.cli.errors import CliError, DaemonError
 from pyctrd.ops.names import (
     BUS_NAME,
     CONTAINER_IFACE,
@@ -45,8 +46,8 @@ _FOLLOWERS = {"PID", "StartedTimestamp", "FinishedTimestamp", "Mountpoint"}
 
 class Event:
     def __init__(self, kind: str, status: str, object_id: str, name: str, image: str,
-                 attributes: dict[str, Any]) -> None:
-        self.time_ns = time.time_ns()
+                 attributes: dict[str, Any], time_ns: int | None = None) -> None:
+        self.time_ns = time.time_ns() if time_ns is None else time_ns
         self.kind = kind
         self.status = status
         self.id = object_id
@@ -61,6 +62,31 @@ class Event:
         attrs = {"image": self.image, "name": self.name, **self.attributes}
         shown = ", ".join(f"{k}={_show(v)}" for k, v in attrs.items() if v != "")
         return f"{stamp} {self.kind} {self.status} {self.id} ({shown})"
+
+    @classmethod
+    def from_history(cls, record: list[Any]) -> Event:
+        """One of GetEvents' (time, type, action, id, attributes)."""
+        usec, kind, action, object_id, attributes = record
+        attributes = dict(attributes)
+        name = attributes.pop("name", "")
+        image = attributes.pop("image", "")
+        if "exit_code" in attributes:
+            code = attributes.pop("exit_code")
+            attributes["ExitCode"] = int(code) if code.lstrip("-").isdigit() else code
+        return cls(kind, action, object_id, name, image if kind != "image" else name,
+                   attributes, int(usec) * 1000)
+
+    def fields(self) -> dict[str, Any]:
+        """What --filter looks at."""
+        return {"Type": self.kind, "Status": self.status, "ID": self.id, "Name": self.name,
+                "Image": self.image, "Attributes": self.attributes}
+
+    def template_item(self) -> Any:
+        from pyctrd.cli.reports import event_item
+        item = event_item(self.kind, self.status, self.id, self.name, self.image,
+                          self.attributes, self.time_ns)
+        item.json_form = json.loads(self.json())
+        return item
 
     def json(self) -> str:
         when = datetime.fromtimestamp(self.time_ns / 1e9).astimezone()
@@ -157,7 +183,60 @@ class EventTranslator:
         return Event("image", status, object_id, reference, reference, attributes)
 
 
+class Printer:
+    """--filter, --format and --no-trunc applied to each event."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.keep = None
+        if args.filter:
+            from pyctrd.cli.filters import event_filter
+            self.keep = event_filter(args.filter)
+        self.template = None
+        self.fmt = args.format
+        if args.format not in ("", "text", "json"):
+            from pyctrd.cli.gotemplate import Template, normalize
+            self.template = Template(normalize(args.format)[1])
+        self.short = args.no_trunc == "false"
+
+    def show(self, event: Event) -> None:
+        if self.keep is not None and not self.keep(event.fields()):
+            return
+        if self.short and len(event.id) > 12:
+            event.id = event.id[:12]
+        if self.template is not None:
+            sys.stdout.write(self.template.execute(event.template_item()))
+            sys.stdout.flush()
+            return
+        print(event.json() if self.fmt == "json" else event.text(), flush=True)
+
+
+async def history(daemon: Daemon, args: argparse.Namespace, since: float | None,
+                  until: float | None) -> list[Event]:
+    """The daemon's event history between --since and --until, oldest first."""
+    flag = "--since" if args.since else "--until" if args.until else "--stream=false"
+    try:
+        (records,) = await daemon.manager("GetEvents", "tt", [
+            int(since * 1e6) if since else 0, int(until * 1e6) if until else 0])
+    except DaemonError as err:
+        if err.name in ("org.freedesktop.DBus.Error.UnknownMethod",
+                        "org.freedesktop.DBus.Error.UnknownInterface"):
+            raise CliError(f"{flag}: this pyctrd keeps no event history (it has no "
+                           "GetEvents); `pyctr events` shows events as they happen") from None
+        raise
+    return [Event.from_history(r) for r in records]
+
+
 async def cmd_events(daemon: Daemon, args: argparse.Namespace) -> int:
+    from pyctrd.cli.filters import parse_time
+    printer = Printer(args)  # a bad --filter or --format fails before anything is read
+    now = time.time()
+    since = parse_time(args.since, now) if args.since else None
+    until = parse_time(args.until, now) if args.until else None
+    stream = args.stream == "true"
+    if not stream or (until is not None and until <= now):  # the past only
+        for event in await history(daemon, args, since, until):
+            printer.show(event)
+        return 0
     translator = EventTranslator()
     queue: asyncio.Queue[Message] = asyncio.Queue()
 
@@ -170,11 +249,20 @@ async def cmd_events(daemon: Daemon, args: argparse.Namespace) -> int:
         await daemon.add_match(rule)
     # Signals that come while we read the current objects wait in the queue.
     translator.load(await daemon.managed_objects())
+    if since is not None:
+        # what happened since then, and then what happens; signals that came while
+        # the history was read are in it already
+        for past in await history(daemon, args, since, None):
+            printer.show(past)
+        while not queue.empty():
+            translator.translate(queue.get_nowait())
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    if until is not None:
+        loop.call_later(max(until - time.time(), 0), stop.set)
     stopping = asyncio.ensure_future(stop.wait())
     try:
         while True:
@@ -183,10 +271,9 @@ async def cmd_events(daemon: Daemon, args: argparse.Namespace) -> int:
             if not getting.done():
                 getting.cancel()
                 return 0
-            event = translator.translate(getting.result())
-            if event is not None:
-                line = event.json() if args.format == "json" else event.text()
-                print(line, flush=True)
+            live = translator.translate(getting.result())
+            if live is not None:
+                printer.show(live)
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away; nothing more to say
         return 0

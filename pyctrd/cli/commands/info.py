@@ -6,88 +6,162 @@ import argparse
 import asyncio
 import json
 import os
+import sys
+import time
 from typing import Any
 
 from pyctrd.cli.bus import Daemon
-from pyctrd.cli.commands import for_each
-from pyctrd.cli.errors import CliError, DaemonError
-from pyctrd.cli.format import SHORT_ID, ps_json, ps_table, rfc3339
+from pyctrd.cli.commands import for_each, targets
+from pyctrd.cli.errors import CliError, DaemonError, about
+from pyctrd.cli.format import SHORT_ID
 from pyctrd.cli.logstream import count_records, print_log
-from pyctrd.errors import NoSuchContainer
+from pyctrd.errors import NoSuchContainer, NoSuchImage
 from pyctrd.ops.names import IMAGE_IFACE
+
+PS_SORT = {"command": lambda c: " ".join(c.get("Command", [])),
+           "created": lambda c: c.get("CreatedTimestamp", 0),
+           "id": lambda c: c["Id"], "image": lambda c: c.get("Image", ""),
+           "names": lambda c: c.get("Name", ""),
+           "runningfor": lambda c: -c.get("CreatedTimestamp", 0),
+           "status": lambda c: c.get("State", "")}
+
+
+def select_containers(containers: list[dict[str, Any]], args: argparse.Namespace,
+                      now: float | None = None) -> list[dict[str, Any]]:
+    """ps's choice of containers: -a, --filter, -n/--last, -l, --sort."""
+    from pyctrd.cli.filters import filter_containers
+    every = args.all or args.filter or args.last >= 0 or args.latest
+    chosen = [c for c in containers if every or c.get("State") in ("running", "paused")]
+    chosen = filter_containers(chosen, args.filter, now)
+    if args.latest:
+        chosen = chosen[-1:]
+    elif args.last >= 0:
+        chosen = chosen[len(chosen) - args.last:] if args.last else []
+    if args.sort != "created":
+        chosen = sorted(chosen, key=PS_SORT[args.sort])
+    return chosen
 
 
 async def cmd_ps(daemon: Daemon, args: argparse.Namespace) -> int:
-    containers = [c for c in await daemon.containers()
-                  if args.all or c.get("State") in ("running", "paused")]
+    from pyctrd.cli.gotemplate import Report
+    from pyctrd.cli.reports import PS_DEFAULT, PS_HEADERS, ps_item, ps_json
+    now = time.time()
+    report = Report(args.format, PS_DEFAULT, PS_HEADERS,
+                    json_of=lambda c: ps_json(c, now), noheading=args.noheading)
+    containers = select_containers(await daemon.containers(), args, now)
     if args.quiet:
         for c in containers:
             print(c["Id"] if args.no_trunc else c["Id"][:SHORT_ID])
-    elif args.format == "json":
-        print(ps_json(containers))
-    else:
-        print(ps_table(containers, args.no_trunc))
+        return 0
+    if args.format == "json":
+        sys.stdout.write(report.lines(containers))
+        return 0
+    sys.stdout.write(report.lines([ps_item(c, args.no_trunc, now) for c in containers]))
     return 0
 
 
-def _image_inspect(props: dict[str, Any]) -> dict[str, Any]:
-    """An image's properties in `podman image inspect`'s shape."""
-    return {
-        "Id": props.get("Id", ""),
-        "Digest": props.get("Digest", ""),
-        "RepoTags": [props["Reference"]] if props.get("Reference") else [],
-        "Created": rfc3339(props.get("CreatedTimestamp", 0)),
-        "Size": props.get("Size", 0),
-        "Config": {"Entrypoint": props.get("Entrypoint", []), "Cmd": props.get("Cmd", []),
-                   "Env": props.get("Env", []), "WorkingDir": props.get("WorkingDir", ""),
-                   "User": props.get("User", "")},
-        "RootFS": {"Type": "layers", "Layers": props.get("Layers", [])},
-    }
-
-
-async def cmd_inspect(daemon: Daemon, args: argparse.Namespace) -> int:
-    found: list[Any] = []
-
-    async def inspect(name: str) -> None:
+async def _inspect_one(daemon: Daemon, name: str, kind: str) -> Any:
+    from pyctrd.cli.reports import container_inspect, image_inspect
+    if kind in ("all", "container"):
         try:
             ref = await daemon.container(name)
         except DaemonError as err:
-            if not err.is_a(NoSuchContainer):
+            if not err.is_a(NoSuchContainer) or kind == "container":
                 raise
-            try:  # podman inspect takes images too
-                image = await daemon.image(name)
-            except DaemonError:
-                raise CliError("no such container or image; `pyctr ps -a` and "
-                               "`pyctr images` list them") from None
-            found.append(_image_inspect(await daemon.properties(image.path, IMAGE_IFACE)))
-            return
-        (text,) = await daemon.container_call(ref, "Inspect")
-        found.append(json.loads(text))
+        else:
+            (text,) = await daemon.container_call(ref, "Inspect")
+            return container_inspect(json.loads(text))
+    try:
+        image = await daemon.image(name)
+    except DaemonError as err:
+        if err.is_a(NoSuchImage):
+            if kind == "image":
+                raise CliError(f"{name}: image not known", whole=True) from None
+            raise CliError(f'no such object: "{name}"', whole=True) from None
+        raise
+    return image_inspect(await daemon.properties(image.path, IMAGE_IFACE))
 
-    status = await for_each(args.names, inspect)
-    print(json.dumps(found, indent=4))
+
+async def cmd_inspect(daemon: Daemon, args: argparse.Namespace) -> int:
+    """podman inspect: JSON, or --format's template once per object."""
+    from pyctrd.cli.gotemplate import Template, TemplateError, normalize
+    kind = getattr(args, "type", "all")
+    template = None
+    if args.format and args.format != "json":
+        try:
+            template = Template(normalize(args.format)[1])
+        except TemplateError as err:
+            raise CliError(str(err)) from None
+    names = list(args.names)
+    if args.latest:
+        if names:
+            raise CliError("--latest and containers cannot be used together")
+        names = await targets(daemon, args, [])
+    elif not names:
+        raise CliError("you must provide at least one name or id")
+    found: list[Any] = []
+
+    async def inspect(name: str) -> None:
+        found.append(await _inspect_one(daemon, name, kind))
+
+    status = await for_each(names, inspect, "inspect")
+    if template is None:
+        print(json.dumps(found, indent=4, default=str))
+        return status
+    for item in found:
+        try:
+            sys.stdout.write(template.execute(item))
+        except TemplateError as err:
+            raise CliError(str(err)) from None
     return status
 
 
+def _time_ns(text: str) -> int:
+    """--since/--until in nanoseconds: a timestamp to the digit, else as parse_time."""
+    from pyctrd.cli.filters import parse_time
+    from pyctrd.cli.logstream import rfc3339_ns
+    if "T" in text or "-" in text[1:]:
+        exact = rfc3339_ns(text)
+        if exact is not None:
+            return exact
+    return int(parse_time(text) * 1_000_000_000)
+
+
 async def cmd_logs(daemon: Daemon, args: argparse.Namespace) -> int:
-    several = len(args.containers) > 1
+    since = _time_ns(args.since) if args.since else None
+    until = _time_ns(args.until) if args.until else None
+    names = list(args.containers)
+    if args.latest:
+        names = await targets(daemon, args, names)
+    elif not names:
+        raise CliError("you must provide at least one name or id")
+    several = len(names) > 1
 
     async def logs(name: str) -> None:
         ref = await daemon.container(name)
         skip = 0
         if args.tail is not None and args.tail >= 0:
             skip = max(await count_records(daemon, ref) - args.tail, 0)
-        prefix = f"{ref.id[:SHORT_ID]} ".encode() if several else b""
-        await print_log(daemon, ref, args.follow, skip, args.timestamps, prefix)
+        prefix = b""
+        if args.names:
+            props = await daemon.container_properties(ref)
+            prefix = f"{props.get('Name', '')} ".encode()
+        elif several:
+            prefix = f"{ref.id[:SHORT_ID]} ".encode()
+        await print_log(daemon, ref, args.follow, skip, args.timestamps, prefix,
+                        since=since, until=until)
 
     if args.follow and several:  # every container's output as it comes
-        statuses = await asyncio.gather(*(for_each([n], logs) for n in args.containers))
+        statuses = await asyncio.gather(*(for_each([n], logs, "logs") for n in names))
         return max(statuses)
-    return await for_each(args.containers, logs)
+    return await for_each(names, logs, "logs")
 
 
 async def cmd_export(daemon: Daemon, args: argparse.Namespace) -> int:
-    ref = await daemon.container(args.container)
+    try:
+        ref = await daemon.container(args.container)
+    except CliError as err:
+        raise CliError(about(args.container, err), err.status) from None
     if args.output:
         try:
             fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,

@@ -5,24 +5,55 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import socket
 import sys
+from typing import Any
 
 from pyctrd.cli import attach, detachkeys
 from pyctrd.cli.bus import Daemon, Ref
-from pyctrd.cli.commands import for_each, print_error
-from pyctrd.cli.errors import CliError, DaemonError, about, run_exit_status
+from pyctrd.cli.commands import for_each, print_error, registry, targets
+from pyctrd.cli.errors import CliError, DaemonError, about, name_in_use, run_exit_status
 from pyctrd.cli.format import SHORT_ID
 from pyctrd.cli.logstream import count_records, print_log, terminal_snapshot
 from pyctrd.cli.options import container_command, create_options
-from pyctrd.errors import AmbiguousId, InvalidState, NoSuchImage
+from pyctrd.errors import AmbiguousId, Exists, InvalidState, NoSuchContainer, NoSuchImage
 from pyctrd.ops.names import CONTAINER_IFACE, IMAGE_IFACE
+from pyctrd.ops.options import OPTIONS
 
 ACTIVE = ("running", "paused")
 
 
+def _check_cidfile(path: str | None) -> None:
+    """podman refuses a --cidfile that exists before creating anything."""
+    if path and os.path.exists(path):
+        raise CliError(f"container id file exists. Ensure another container is not using it "
+                       f"or delete {path}")
+
+
+def _write_cidfile(path: str | None, cid: str) -> None:
+    if not path:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        raise CliError(f"opening cidfile: {err.strerror}: {path}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(cid)
+
+
 async def _create(daemon: Daemon, args: argparse.Namespace) -> Ref:
     options = create_options(args)
+    await registry.ensure_image(daemon, args)  # --pull
+    _check_cidfile(args.cidfile)
+    if args.replace:
+        if not args.name:
+            raise CliError("cannot replace container without --name being set")
+        try:  # podman: the container of that name goes first, running or not
+            await daemon.manager("RemoveContainer", "sb", [args.name, True])
+        except DaemonError as err:
+            if not err.is_a(NoSuchContainer):
+                raise
     try:
         entrypoint: list[str] = []
         if args.command and args.entrypoint is None:
@@ -35,8 +66,15 @@ async def _create(daemon: Daemon, args: argparse.Namespace) -> Ref:
     except DaemonError as err:
         if err.is_a(NoSuchImage, AmbiguousId):
             raise CliError(about(args.image, err)) from None
+        if err.is_a(Exists) and args.name:
+            text = err.text
+            with contextlib.suppress(CliError):  # podman names the owner by its full ID
+                text = f"container {(await daemon.container(args.name)).id}"
+            raise CliError(name_in_use(args.name, text)) from None
         raise
-    return Ref(args.name or path.rsplit("/", 1)[1][:SHORT_ID], path)
+    ref = Ref(args.name or path.rsplit("/", 1)[1][:SHORT_ID], path)
+    _write_cidfile(args.cidfile, ref.id)
+    return ref
 
 
 async def cmd_create(daemon: Daemon, args: argparse.Namespace) -> int:
@@ -112,9 +150,9 @@ async def _start(daemon: Daemon, ref: Ref) -> None:
 
 
 async def cmd_run(daemon: Daemon, args: argparse.Namespace) -> int:
-    if args.detach and args.rm:
-        raise CliError("--rm with -d is not supported: pyctrd cannot remove a container "
-                       "when it exits on its own; run attached, or `pyctr rm` it later")
+    if args.detach and args.rm and "auto_remove" not in OPTIONS:
+        raise CliError("--rm with -d: this pyctrd cannot remove a container when it exits "
+                       "on its own; run attached, or `pyctr rm` it later")
     detachkeys.parse(args.detach_keys)  # refuse bad keys before creating anything
     ref = await _create(daemon, args)
     code: int | None = None
@@ -131,7 +169,7 @@ async def cmd_run(daemon: Daemon, args: argparse.Namespace) -> int:
                                     args.detach_keys)
         return 0 if code is None else code
     finally:
-        if args.rm:
+        if args.rm and not args.detach:
             await _remove_after_run(daemon, ref, detached=code is None)
 
 
@@ -149,7 +187,15 @@ async def _remove_after_run(daemon: Daemon, ref: Ref, detached: bool) -> None:
         print_error(about(ref.given, err))
 
 
+def _check_sig_proxy(args: argparse.Namespace) -> None:
+    if getattr(args, "sig_proxy", "true") == "false":
+        raise CliError("--sig-proxy=false: pyctr always passes signals on to the container")
+
+
 async def cmd_start(daemon: Daemon, args: argparse.Namespace) -> int:
+    _check_sig_proxy(args)
+    if args.filter and not args.all:
+        raise CliError("--filter needs --all")
     if not args.attach:
         if args.interactive:
             raise CliError("-i needs -a: pyctr start -ai CONTAINER")
@@ -158,32 +204,51 @@ async def cmd_start(daemon: Daemon, args: argparse.Namespace) -> int:
             await _start(daemon, await daemon.container(name))
             print(name, flush=True)
 
-        return await for_each(args.containers, start)
-    if len(args.containers) != 1:
-        raise CliError("start -a takes one container")
-    name = args.containers[0]
+        which = None
+        if args.filter:
+            from pyctrd.cli.filters import CONTAINER_FILTERS, container_predicates, matches
+            from pyctrd.cli.filters import parse as parse_filters
+            filters = parse_filters(args.filter, CONTAINER_FILTERS)
+            predicates = container_predicates(await daemon.containers())
+
+            def which(c: dict[str, Any]) -> bool:
+                return c.get("State") not in ACTIVE and matches(c, filters, predicates)
+        elif args.all:
+            def which(c: dict[str, Any]) -> bool:
+                return c.get("State") not in ACTIVE
+        return await for_each(await targets(daemon, args, args.containers, which), start,
+                              "start")
+    names = await targets(daemon, args, args.containers)
+    if len(names) != 1:
+        raise CliError("you cannot start and attach multiple containers at once")
+    name = names[0]
     try:
         ref = await daemon.container(name)
         props = await daemon.container_properties(ref)
         skip = await count_records(daemon, ref)  # the output of earlier runs
         await _start(daemon, ref)
     except CliError as err:
-        raise CliError(about(name, err), err.status) from None
+        raise CliError(about(name, err, "start"), err.status) from None
     code = await follow_started(daemon, ref, bool(props.get("Terminal")), args.interactive,
                                 args.detach_keys, skip)
     return 0 if code is None else code
 
 
 async def cmd_attach(daemon: Daemon, args: argparse.Namespace) -> int:
+    _check_sig_proxy(args)
+    if args.latest == bool(args.container):
+        raise CliError("attach requires the name or id of one running container or the "
+                       "--latest flag")
+    if args.latest:
+        args.container = (await targets(daemon, args, []))[0]
     try:
         ref = await daemon.container(args.container)
         props = await daemon.container_properties(ref)
         sock = await _attach_socket(daemon, ref, args.detach_keys)
     except CliError as err:
-        raise CliError(about(args.container, err), err.status) from None
+        raise CliError(about(args.container, err, "attach"), err.status) from None
     if sock is None:
-        raise CliError(f"{args.container}: it is not running; `pyctr start -a` starts it "
-                       "attached")
+        raise CliError("you can only attach to running containers: container state improper")
     sent = detachkeys.SentTail(detachkeys.parse(args.detach_keys))
     send_input = not args.no_stdin
     if props.get("Terminal"):

@@ -1,0 +1,1 @@
+"""Registries through skopeo (containers/image): references, transfers, credentials."""

@@ -1,0 +1,65 @@
+"""pyctrd.ops.listing: pages by ID, stateless, cheap at 100,000 containers."""
+
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from pyctrd.errors import InvalidArgument
+from pyctrd.ops import listing
+
+
+@dataclass(frozen=True)
+class Fake:
+    id: str
+    state: str = "configured"
+
+
+def collect(containers: list[Fake], **kwargs: object) -> list[str]:
+    ids: list[str] = []
+    after = ""
+    for _ in range(len(containers) + 2):
+        found, after = listing.page(containers, listing.page_request(after=after, **kwargs))
+        ids += [c.id for c in found]
+        if not after:
+            return ids
+    raise AssertionError("paging did not end")
+
+
+def test_every_container_once_in_id_order() -> None:
+    containers = [Fake(f"{i * 7919 % 1000:064x}") for i in range(1000)]
+    assert collect(containers, limit=33) == sorted(c.id for c in containers)
+    assert collect(containers, limit=1000) == sorted(c.id for c in containers)
+    assert collect([], limit=5) == []
+
+
+def test_states_filter() -> None:
+    containers = [Fake(f"{i:064x}", "running" if i % 3 == 0 else "exited") for i in range(30)]
+    assert collect(containers, limit=4, states=["running"]) == [
+        f"{i:064x}" for i in range(0, 30, 3)]
+
+
+def test_removed_meanwhile_is_skipped_and_none_twice() -> None:
+    containers = [Fake(f"{i:064x}") for i in range(10)]
+    first, after = listing.page(containers, listing.page_request(limit=4))
+    del containers[2:6]  # the last of the first page among them
+    rest, _ = listing.page(containers, listing.page_request(after=after, limit=100))
+    assert [c.id for c in first + rest] == [f"{i:064x}" for i in (0, 1, 2, 3, 6, 7, 8, 9)]
+
+
+@pytest.mark.parametrize("kwargs", [{"limit": 5001}, {"limit": -1},
+                                    {"properties": ["Name", "Bogus"]},
+                                    {"states": ["asleep"]}])
+def test_bad_arguments(kwargs: dict[str, object]) -> None:
+    with pytest.raises(InvalidArgument):
+        listing.page_request(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_page_of_100000_is_cheap() -> None:
+    containers = [Fake(f"{i * 2654435761 % 2**32:064x}") for i in range(100_000)]
+    start = time.perf_counter()
+    found, after = listing.page(containers, listing.page_request(
+        after=f"{2**31:064x}", limit=2000))
+    elapsed = time.perf_counter() - start
+    assert len(found) == 2000 and after == found[-1].id
+    assert elapsed < 0.5, f"one page of 100,000 took {elapsed:.3f} s"
