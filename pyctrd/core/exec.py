@@ -42,7 +42,7 @@ from pyctrd.errors import (
     NotSupported,
     RuntimeFailed,
 )
-from pyctrd.oci.attach import CONMON_PACKET_MAX, RECV_MAX, DetachMatcher
+from pyctrd.oci.attach import relay_exec
 from pyctrd.oci.execmon import ExecLaunched, ExecRequest
 from pyctrd.storage.etcfiles import resolve_user
 from pyctrd.storage.trees import remove_quietly
@@ -242,7 +242,7 @@ class ExecSessions:
         _save(record, directory)  # durable before anyone hears of it
         self._add(session)
         self._watch(session)
-        stdio.spawn_stream(relay(launched.attach, ours, keys),
+        stdio.spawn_stream(relay_exec(launched.attach, ours, keys),
                            f"exec {number} in {container.name}", owner)
         if container.removed or container.state in (State.EXITED, State.CONFIGURED):
             self.container_stopped(container)  # it stopped while we launched: ends with it
@@ -506,65 +506,3 @@ def _failure_code(text: str) -> int | None:
     if "permission denied" in lowered or "is a directory" in lowered:
         return CANNOT_INVOKE
     return None
-
-
-async def relay(conmon: socket.socket, client: socket.socket, keys: bytes) -> str:
-    """The caller's stream socket ⇄ conmon's attach socket, until conmon closes
-    (the process exited: its output was all sent) or the caller goes or detaches.
-
-    Unlike Attach, the caller's end of input (a shutdown of its writing side)
-    is passed on as the end of the process's stdin, and its output still flows.
-    """
-    loop = asyncio.get_running_loop()
-    client.setblocking(False)
-    conmon.setblocking(False)
-
-    async def outgoing() -> str:
-        while True:
-            try:
-                packet = await loop.sock_recv(conmon, RECV_MAX)
-            except ConnectionError:
-                return "exited"
-            if not packet:
-                return "exited"
-            try:
-                await loop.sock_sendall(client, packet[1:])  # [0] names the stream
-            except ConnectionError:
-                return "closed"
-
-    async def incoming() -> str:
-        matcher = DetachMatcher(keys) if keys else None
-        while True:
-            try:
-                data = await loop.sock_recv(client, CONMON_PACKET_MAX)
-            except ConnectionError:
-                return "closed"
-            if not data:
-                with contextlib.suppress(OSError):
-                    conmon.shutdown(socket.SHUT_WR)  # conmon closes the process's stdin
-                return "eof"
-            detached = False
-            if matcher is not None:
-                data, detached = matcher.feed(data)
-            try:
-                for start in range(0, len(data), CONMON_PACKET_MAX):
-                    await loop.sock_sendall(conmon, data[start:start + CONMON_PACKET_MAX])
-            except ConnectionError:
-                return "exited"
-            if detached:
-                return "detached"
-
-    out_task = asyncio.ensure_future(outgoing())
-    in_task = asyncio.ensure_future(incoming())
-    try:
-        done, _ = await asyncio.wait({out_task, in_task}, return_when=asyncio.FIRST_COMPLETED)
-        if in_task in done and in_task.result() == "eof":
-            return await out_task  # the output goes on to its end
-        return done.pop().result()
-    finally:
-        for task in (out_task, in_task):
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(out_task, in_task, return_exceptions=True)
-        conmon.close()
-        client.close()

@@ -160,3 +160,52 @@ def resize_terminal(bundle: Path, rows: int, cols: int) -> None:
         raise RuntimeFailed("conmon is not reading its control FIFO") from None
     finally:
         os.close(fd)
+
+
+async def relay_exec(conmon: socket.socket, client: socket.socket, keys: bytes) -> str:
+    """The caller's stream socket ⇄ conmon's attach socket, until conmon closes
+    (the process exited: its output was all sent) or the caller goes or detaches.
+
+    Unlike Attach, the caller's end of input (a shutdown of its writing side)
+    is passed on as the end of the process's stdin, and its output still flows.
+    """
+    loop = asyncio.get_running_loop()
+    client.setblocking(False)
+    conmon.setblocking(False)
+
+    async def incoming() -> str:
+        matcher = DetachMatcher(keys) if keys else None
+        while True:
+            try:
+                data = await loop.sock_recv(client, CONMON_PACKET_MAX)
+            except ConnectionError:
+                return "closed"
+            if not data:
+                with contextlib.suppress(OSError):
+                    conmon.shutdown(socket.SHUT_WR)  # conmon closes the process's stdin
+                return "eof"
+            detached = False
+            if matcher is not None:
+                data, detached = matcher.feed(data)
+            try:
+                for start in range(0, len(data), CONMON_PACKET_MAX):
+                    await loop.sock_sendall(conmon, data[start:start + CONMON_PACKET_MAX])
+            except ConnectionError:
+                return "exited"
+            if detached:
+                return "detached"
+
+    out_task = asyncio.ensure_future(_to_client(conmon, client))
+    in_task = asyncio.ensure_future(incoming())
+    try:
+        done, _ = await asyncio.wait({out_task, in_task}, return_when=asyncio.FIRST_COMPLETED)
+        if in_task in done and in_task.result() == "eof":
+            return await out_task  # the output goes on to its end
+        return done.pop().result()
+    finally:
+        for task in (out_task, in_task):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(out_task, in_task, return_exceptions=True)
+        conmon.close()
+        client.close()
