@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -29,6 +30,19 @@ def freezer_state(pid: int) -> str:
                     if key == "frozen":
                         return "frozen" if value == "1" else "thawed"
     raise AssertionError(f"no freezer cgroup found for pid {pid}")
+
+
+async def term_trap_set(pid: int, timeout: float = 10.0) -> None:
+    """Until ``pid`` catches SIGTERM (its SigCgt mask has bit 15)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(next(line.split()[1] for line in status.splitlines()
+                          if line.startswith("SigCgt:")), 16)
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        assert time.monotonic() < deadline, f"{pid} never set its TERM trap"
+        await asyncio.sleep(0.01)
 
 
 async def test_full_lifecycle(bus, daemon):
@@ -86,6 +100,8 @@ async def test_full_lifecycle(bus, daemon):
     pid2 = await bus.prop(path, "PID")
     assert pid2 > 0 and os.path.exists(f"/proc/{pid2}")
     assert await bus.prop(path, "StartedTimestamp") > props["FinishedTimestamp"]
+    # /ready is left from the first run: wait for the new shell's TERM trap itself
+    await term_trap_set(pid2)
     await bus.ctr(path, "Stop", "u", [5])
     assert await bus.state(path) == "exited"
     assert await bus.prop(path, "ExitCode") == 0
