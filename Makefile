@@ -12,7 +12,8 @@ VENV := .venv
 # python3-pip/-setuptools/-wheel: `make install` builds and installs offline
 # with Debian's python3 (tests/test_install.py runs it).
 APT_PACKAGES := dbus runc crun conmon busybox-static polkitd systemd gettext locales \
-	libdbus-1-dev libglib2.0-dev libglib2.0-bin pkg-config gcc tar zstd iproute2 \
+	libdbus-1-dev libglib2.0-dev libglib2.0-dev-bin libglib2.0-bin pkg-config gcc tar \
+	zstd iproute2 \
 	skopeo umoci python3-pip python3-setuptools python3-wheel netavark aardvark-dns \
 	docker-registry apache2-utils openssl \
 	cockpit-ws cockpit-bridge chromium chromium-driver \
@@ -122,10 +123,12 @@ CONFIG_DIR := /etc/pyctrd
 COCKPIT_DIR := $(PREFIX)/share/cockpit/pyctrd
 COCKPIT_FILES := manifest.json index.html pyctrd.js pyctrd.css
 INTERFACES := org.pyctrd1.Manager.xml org.pyctrd1.Container.xml org.pyctrd1.Image.xml \
-	org.pyctrd1.ExecSession.xml org.pyctrd1.Job.xml org.pyctrd1.Network.xml
+	org.pyctrd1.ExecSession.xml org.pyctrd1.Job.xml org.pyctrd1.Network.xml \
+	org.pyctrd1.Volume.xml
 VARLINK_DIR := /usr/share/varlink
 VARLINK_INTERFACES := io.pyctrd.Container.varlink io.pyctrd.Image.varlink \
-	io.pyctrd.Events.varlink io.pyctrd.Job.varlink io.pyctrd.Network.varlink
+	io.pyctrd.Events.varlink io.pyctrd.Job.varlink io.pyctrd.Network.varlink \
+	io.pyctrd.Volume.varlink
 # pyctr's man page (generated from its parser) and bash completion; bash-completion
 # and man search both /usr and /usr/local.
 MAN1_DIR := $(PREFIX)/share/man/man1

@@ -1,4 +1,4 @@
-/* pyctrd's Cockpit page: containers and images from the ObjectManager at
+/* pyctrd's Cockpit page: containers, images, networks and jobs from the ObjectManager at
  * /org/pyctrd1, kept live by PropertiesChanged (which carry the values),
  * InterfacesAdded and InterfacesRemoved: nothing polls. The one periodic read
  * is GetStats, once a second while a container's details are open.
@@ -18,6 +18,8 @@
     const ROOT = "/org/pyctrd1";
     const CONTAINER = "org.pyctrd1.Container";
     const IMAGE = "org.pyctrd1.Image";
+    const NETWORK = "org.pyctrd1.Network";
+    const JOB = "org.pyctrd1.Job";
     const MANAGER = "org.pyctrd1.Manager";
     const PROPERTIES = "org.freedesktop.DBus.Properties";
     const OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager";
@@ -27,6 +29,9 @@
 
     const containers = new Map(); // path → properties (plain values)
     const images = new Map();
+    const networks = new Map();
+    const jobs = new Map(); // a job stays a minute after it ends, then goes (InterfacesRemoved)
+    const TABLES = { [CONTAINER]: containers, [IMAGE]: images, [NETWORK]: networks, [JOB]: jobs };
     let client = null;
     let details = null; // {path, logs: channel, timer, last, cpu: []}
 
@@ -70,10 +75,10 @@
     /* the objects */
 
     function objectAdded(path, interfaces) {
-        if (interfaces[CONTAINER])
-            containers.set(path, plain(interfaces[CONTAINER]));
-        if (interfaces[IMAGE])
-            images.set(path, plain(interfaces[IMAGE]));
+        for (const iface in TABLES) {
+            if (interfaces[iface])
+                TABLES[iface].set(path, plain(interfaces[iface]));
+        }
     }
 
     function objectRemoved(path, names) {
@@ -82,12 +87,14 @@
             if (details && details.path === path)
                 closeDetails();
         }
-        if (names.indexOf(IMAGE) >= 0)
-            images.delete(path);
+        for (const iface of [IMAGE, NETWORK, JOB]) {
+            if (names.indexOf(iface) >= 0)
+                TABLES[iface].delete(path);
+        }
     }
 
     function propertiesChanged(path, iface, changed) {
-        const table = iface === CONTAINER ? containers : iface === IMAGE ? images : null;
+        const table = TABLES[iface] || null;
         const known = table && table.get(path);
         if (!known)
             return;
@@ -161,6 +168,9 @@
         cell(row, c.Image, "image");
         cell(row, (c.Command || []).join(" "), "command");
         cell(row, c.State, "state state-" + c.State);
+        // Health: "" without a health check; starting, healthy or unhealthy with one.
+        cell(row, c.Health || "", "health health-" + (c.Health || "none"));
+        cell(row, String(c.RestartCount || 0), "restarts");
         cell(row, c.State === "exited" ? String(c.ExitCode) : "", "exit-code");
         const actions = cell(row, "", "actions");
         const s = c.State;
@@ -192,6 +202,50 @@
         return row;
     }
 
+    function jobRow(path, j) {
+        const row = document.createElement("tr");
+        row.setAttribute("data-reference", j.Reference);
+        row.setAttribute("data-state", j.State);
+        cell(row, j.Kind, "kind");
+        cell(row, j.Reference, "reference");
+        const state = cell(row, j.State, "state state-" + j.State);
+        if (j.Error)
+            state.title = j.Error;
+        const progress = cell(row, "", "progress");
+        const track = document.createElement("div");
+        track.className = "progress-track";
+        const bar = document.createElement("div");
+        bar.className = "progress-bar";
+        // Progress is -1 while the size is unknown: an empty bar, no number
+        const share = j.State === "completed" ? 1 : Math.max(0, j.Progress);
+        bar.style.width = (100 * share).toFixed(1) + "%";
+        track.appendChild(bar);
+        const label = document.createElement("span");
+        label.className = "progress-text";
+        label.textContent = j.Progress < 0 && j.State === "running"
+            ? "…" : (100 * share).toFixed(0) + " %" +
+                (j.BytesTotal ? " of " + cockpit.format_bytes(j.BytesTotal) : "");
+        progress.append(track, label);
+        progress.setAttribute("data-progress", String(share));
+        return row;
+    }
+
+    function networkRow(path, n) {
+        const row = document.createElement("tr");
+        row.setAttribute("data-name", n.Name);
+        cell(row, n.Name, "name");
+        cell(row, n.Subnet || "", "subnet");
+        cell(row, n.Gateway || "", "gateway");
+        cell(row, n.Driver || "", "driver");
+        // container IDs: shown by name when the page knows them
+        const named = (n.Containers || []).map(id => {
+            const c = containers.get(ROOT + "/container/" + id);
+            return c ? c.Name : id.substring(0, 12);
+        });
+        cell(row, named.join(", "), "containers");
+        return row;
+    }
+
     function fill(tableId, emptyId, map, makeRow, key) {
         const body = $(tableId).querySelector("tbody");
         const rows = Array.from(map.entries()).sort((a, b) => key(a[1]).localeCompare(key(b[1])));
@@ -202,6 +256,10 @@
     function render() {
         fill("containers", "no-containers", containers, containerRow, c => c.Name || "");
         fill("images", "no-images", images, imageRow, i => i.Reference || i.Id || "");
+        // newest job first
+        fill("jobs", "no-jobs", jobs, jobRow,
+             j => String(Number.MAX_SAFE_INTEGER - (j.CreatedTimestamp || 0)).padStart(20, "0"));
+        fill("networks", "no-networks", networks, networkRow, n => n.Name || "");
         if (details) {
             const c = containers.get(details.path);
             $("details-name").textContent = c ? c.Name + " (" + c.State + ")" : "";
@@ -349,8 +407,21 @@
                 }));
     }
 
+    /* pull: a Job whose properties (Progress, State) arrive as PropertiesChanged */
+
+    function pull(event) {
+        event.preventDefault();
+        const reference = $("pull-reference").value.trim();
+        const options = { tls_verify: { t: "b", v: $("pull-tls-verify").checked } };
+        action(call(ROOT, MANAGER, "PullImage", [reference, options], "sa{sv}")
+                .then(() => {
+                    $("pull-reference").value = "";
+                }));
+    }
+
     document.addEventListener("DOMContentLoaded", () => {
         $("create-form").addEventListener("submit", create);
+        $("pull-form").addEventListener("submit", pull);
         $("details-close").addEventListener("click", closeDetails);
         start();
     });

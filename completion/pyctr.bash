@@ -25,10 +25,11 @@ _pyctr() {
 
     local verbs="import image images rmi create run ps inspect logs start stop restart
         kill pause unpause wait rm mount unmount umount export attach exec events info
-        version system pull push save tag untag commit container healthcheck network port"
+        version system pull push save tag untag commit container healthcheck network port
+        stats volume"
     local container_verbs="attach create exec export inspect kill logs ls list ps mount
         pause restart rm run start stop unmount umount unpause wait exists commit
-        healthcheck port"
+        healthcheck port stats"
     local bus=() verb="" i=1
     # global options come before the verb
     while [[ $i -lt $cword ]]; do
@@ -153,6 +154,13 @@ _pyctr() {
             mapfile -t COMPREPLY < <(compgen -W "info df" -- "$cur")
             return
             ;;
+        volume)
+            if [[ $((i + 1)) -eq $cword ]]; then
+                mapfile -t COMPREPLY < <(compgen -W "create ls list inspect rm remove prune
+                    exists" -- "$cur")
+            fi
+            return
+            ;;
     esac
     case $verb in
         rmi) flags="-f --force -a --all -i --ignore" ;;
@@ -161,6 +169,8 @@ _pyctr() {
         ps) flags="-a --all -q --quiet --no-trunc --format -f --filter --noheading -n --last
             -l --latest --sort --external --sync" ;;
         events) flags="--format -f --filter --since --until --stream --no-trunc" ;;
+        stats) flags="-a --all -l --latest --no-stream --no-reset --no-trunc -n --noheading
+            --format -i --interval" ;;
         logs) flags="-f --follow -t --timestamps --tail --since --until -n --names
             -l --latest" ;;
         start) flags="-a --attach -i --interactive --detach-keys --all -l --latest
@@ -201,7 +211,7 @@ _pyctr() {
         -o|--output) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
         -s|--signal) mapfile -t COMPREPLY < <(compgen -W "SIGKILL SIGTERM SIGINT SIGHUP
             SIGQUIT SIGUSR1 SIGUSR2 SIGSTOP SIGCONT" -- "$cur"); return ;;
-        --time|--tail|--detach-keys) return ;;
+        --time|--tail|--detach-keys|--interval) return ;;
         -t)
             if [[ $verb == inspect ]]; then
                 mapfile -t COMPREPLY < <(compgen -W "container image all" -- "$cur")

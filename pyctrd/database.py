@@ -45,6 +45,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_time ON events (time_usec);
     """,
+    # 3: named volumes (core/volumes.py)
+    """
+    CREATE TABLE volumes (
+        name   TEXT PRIMARY KEY,
+        record TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -123,6 +130,22 @@ class Database:
 
     def images(self) -> Iterator[dict[str, Any]]:
         for (record,) in self._db.execute("SELECT record FROM images"):
+            yield json.loads(record)
+
+    # volumes
+
+    def add_volume(self, name: str, record: dict[str, Any]) -> None:
+        try:
+            self._db.execute("INSERT INTO volumes (name, record) VALUES (?, ?)",
+                             (name, _dump(record)))
+        except sqlite3.IntegrityError as e:
+            raise Exists(f"volume {name!r} already exists") from e
+
+    def remove_volume(self, name: str) -> None:
+        self._db.execute("DELETE FROM volumes WHERE name = ?", (name,))
+
+    def volumes(self) -> Iterator[dict[str, Any]]:
+        for (record,) in self._db.execute("SELECT record FROM volumes"):
             yield json.loads(record)
 
     # meta

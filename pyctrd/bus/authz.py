@@ -32,6 +32,7 @@ from pyctrd.ops.names import (
     JOB_IFACE,
     MANAGER_IFACE,
     NETWORK_IFACE,
+    VOLUME_IFACE,
 )
 from pyctrd.ops.operations import (
     CONTAINER_OPS,
@@ -39,6 +40,7 @@ from pyctrd.ops.operations import (
     JOB_OPS,
     MANAGER_OPS,
     NETWORK_OPS,
+    VOLUME_OPS,
     Check,
     Operation,
 )
@@ -52,6 +54,7 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
     JOB_IFACE: JOB_OPS,
     EXEC_SESSION_IFACE: EXEC_SESSION_OPS,
     NETWORK_IFACE: NETWORK_OPS,
+    VOLUME_IFACE: VOLUME_OPS,
 }
 Handler = Callable[[Message, Any], None]
 

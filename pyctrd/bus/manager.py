@@ -11,8 +11,16 @@ from pyctrd.bus import paging
 from pyctrd.bus.callers import caller_uid
 from pyctrd.bus.errors import translate_errors
 from pyctrd.bus.props import add_readonly_properties, annotate_fd_methods, name_out_args
+from pyctrd.bus.volume import decode_volume_options
 from pyctrd.errors import PyctrdError
-from pyctrd.ops.names import MANAGER_IFACE, container_path, image_path, job_path, network_path
+from pyctrd.ops.names import (
+    MANAGER_IFACE,
+    container_path,
+    image_path,
+    job_path,
+    network_path,
+    volume_path,
+)
 from pyctrd.ops.networkoptions import decode_dbus as decode_network_options
 from pyctrd.ops.operations import Check, Operation, Operations, Target, check
 from pyctrd.ops.options import decode_dbus
@@ -148,6 +156,30 @@ class ManagerObject(ServiceInterface):
         network = self.operations.get_network(name_or_id)
         await self.operations.remove_network(network, force)
 
+    # Volumes (core/volumes.py, bus/volume.py)
+
+    @method()
+    @translate_errors
+    async def CreateVolume(self, name: "s", options: "a{sv}") -> "o":
+        return volume_path(self.operations.create_volume(
+            name, decode_volume_options(options)).name)
+
+    @method()
+    @translate_errors
+    async def GetVolume(self, name: "s") -> "o":
+        return volume_path(self.operations.get_volume(name).name)
+
+    @method()
+    @translate_errors
+    async def ListVolumes(self) -> "a(sso)":
+        return [[v.name, v.mountpoint, volume_path(v.name)]
+                for v in self.operations.list_volumes()]
+
+    @method()
+    @translate_errors
+    async def RemoveVolume(self, name: "s", force: "b") -> None:
+        await self.operations.remove_volume(self.operations.get_volume(name), force)
+
     # Declared for introspection; BusService sends them as prebuilt messages.
     @dbus_signal()
     def ContainerAdded(self) -> "so":
@@ -178,6 +210,9 @@ name_out_args(ManagerObject, {
     "CreateNetwork": ["network"],
     "GetNetwork": ["network"],
     "ListNetworks": ["networks"],
+    "CreateVolume": ["volume"],
+    "GetVolume": ["volume"],
+    "ListVolumes": ["volumes"],
     "GetEvents": ["events"],
     "PullImage": ["job"],
     "ListJobs": ["jobs"],

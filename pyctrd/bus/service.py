@@ -41,6 +41,7 @@ from pyctrd.bus.managed import Interfaces, ManagedObjects, RawReply
 from pyctrd.bus.manager import ManagerObject
 from pyctrd.bus.network import NetworkBus, NetworkObject
 from pyctrd.bus.props import dbus_methods, variants
+from pyctrd.bus.volume import VolumeBus, VolumeObject
 from pyctrd.core.container import Container
 from pyctrd.core.image import Image
 from pyctrd.core.jobs import Job
@@ -80,7 +81,8 @@ PEER_IFACE = "org.freedesktop.DBus.Peer"
 STANDARD_IFACES = (PROPERTIES_IFACE, INTROSPECTABLE_IFACE, PEER_IFACE)
 OBJECT_CLASSES: tuple[type[ServiceInterface], ...] = (ManagerObject, ContainerObject,
                                                       ImageObject, JobObject,
-                                                      ExecSessionObject, NetworkObject)
+                                                      ExecSessionObject, NetworkObject,
+                                                      VolumeObject)
 
 
 class NameTaken(Exception):
@@ -109,6 +111,7 @@ class BusService:
         self._managed = ManagedObjects()
         self.execs = ExecBus(self)  # exec session objects (bus/exec.py)
         self.networks = NetworkBus(self)  # network objects (bus/network.py)
+        self.volumes = VolumeBus(self)  # volume objects (bus/volume.py)
         # The Manager's changing properties as last announced.
         self._manager_values: dict[str, Any] = {}
         if authority is not None:
@@ -132,6 +135,7 @@ class BusService:
         self.engine.jobs.add_listener(self)
         self.execs.start()
         self.networks.start()
+        self.volumes.start()
         reply = await self.bus.request_name(BUS_NAME)
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
             raise NameTaken(f"{BUS_NAME} is already owned on this bus; is pyctrd running?")
@@ -249,6 +253,7 @@ class BusService:
                 _with_standard_of, JOB_IFACE, JOB_PROPERTIES, job)))
         objects.extend(self.execs.managed_objects())
         objects.extend(self.networks.managed_objects())
+        objects.extend(self.volumes.managed_objects())
         return objects
 
     def _on_method_call(self, msg: Message) -> Message | bool | None:

@@ -99,7 +99,7 @@ def parse_duration(text: str) -> float | None:
 CONTAINER_FILTERS = CONTAINER_FILTER_KEYS
 CONTAINER_REFUSED = {
     "pod": "pyctrd has no pods",
-    "volume": "pyctrd's containers have no named volumes to filter by",
+    "volume": "pyctr does not filter containers by volume yet",
     "is-task": "pyctrd has no pods",
 }
 
@@ -222,7 +222,7 @@ def filter_images(images: list[dict[str, Any]], items: Sequence[str], used: set[
 # -- events: each event is a dict with Type, Status, ID, Name, Image, Attributes
 
 EVENT_FILTERS = EVENT_FILTER_KEYS
-EVENT_REFUSED = {"pod": "pyctrd has no pods", "volume": "pyctrd has no named volumes yet"}
+EVENT_REFUSED = {"pod": "pyctrd has no pods", "volume": "pyctrd records no volume events"}
 
 
 def _event_label(e: dict[str, Any], v: str) -> bool:

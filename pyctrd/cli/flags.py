@@ -198,7 +198,8 @@ RUN_REFUSED: list[tuple[tuple[str, ...], str, bool]] = [
     (("--init",), "pyctrd runs no init process in containers", False),
     (("--init-path",), "pyctrd runs no init process in containers", True),
     (("--tmpfs",), "pyctrd mounts no tmpfs at a container's request yet", True),
-    (("--volumes-from",), "pyctrd has no named volumes to share", True),
+    (("--volumes-from",), "pyctr does not copy another container's mounts; give its "
+     "volumes with -v NAME:/path", True),
     (("--log-opt",), "pyctrd keeps every container's log in its own k8s-file log", True),
     (("--tz",), "pyctrd does not set a container's time zone; mount /etc/localtime with -v",
      True),
@@ -231,7 +232,8 @@ RUN_REFUSED: list[tuple[tuple[str, ...], str, bool]] = [
     (("--env-host",), "pyctr takes -e only", False),
     (("--label-file",), "pyctr takes -l only", True),
     (("--secret",), "pyctrd has no secrets", True),
-    (("--image-volume",), "pyctrd makes no image volumes", True),
+    (("--image-volume",), "pyctrd always gives an image's VOLUME paths anonymous "
+     "volumes", True),
     (("--rootfs",), "pyctrd runs images only", False),
     (("--personality",), "pyctrd sets no execution domain", True),
     (("--preserve-fds",), "the bus passes no descriptors to a container's command", True),
@@ -368,7 +370,8 @@ def add_rm_flags(p: argparse.ArgumentParser) -> None:
                    help="with --force: seconds to wait before SIGKILL (default: the "
                    "container's)")
     p.add_argument("-v", "--volumes", action="store_true",
-                   help="remove its anonymous volumes (pyctrd's containers have none)")
+                   help="remove its anonymous volumes (pyctrd removes them with the "
+                   "container anyway)")
     refuse(p, ["--depend"], "pyctrd has no container dependencies", False)
 
 

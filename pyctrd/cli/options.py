@@ -56,8 +56,9 @@ def parse_cpus(text: str) -> float:
 def parse_volume(spec: str, cwd: str | None = None) -> tuple[str, str, str]:
     """-v SRC:DST[:OPTIONS] → (source, destination, options) for the mounts option.
 
-    Only host paths: pyctrd has no named volumes. A source starting with "."
-    is relative to the current directory, as podman takes it.
+    A source starting with "/" is a host path, one starting with "." is
+    relative to the current directory (as podman takes it); any other names a
+    volume, which the daemon creates on first use.
     """
     parts = spec.split(":")
     if len(parts) < 2 or len(parts) > 3 or not parts[0] or not parts[1]:
@@ -66,9 +67,9 @@ def parse_volume(spec: str, cwd: str | None = None) -> tuple[str, str, str]:
     options = parts[2] if len(parts) == 3 else ""
     if source.startswith("."):
         source = os.path.normpath(os.path.join(cwd or os.getcwd(), source))
-    if not source.startswith("/"):
-        raise CliError(f"invalid volume {spec!r}: {source!r} is not an absolute host path "
-                       "(pyctrd has no named volumes)")
+    if not source.startswith("/") and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", source):
+        raise CliError(f"invalid volume {spec!r}: {source!r} is neither an absolute host "
+                       "path nor a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
     if not destination.startswith("/"):
         raise CliError(f"invalid volume {spec!r}: the container path {destination!r} "
                        "must be absolute")
@@ -84,16 +85,19 @@ _MOUNT_KEYS = {"source": "src", "src": "src", "destination": "dst", "dst": "dst"
 
 def parse_mount(spec: str) -> tuple[str, str, str]:
     """--mount type=bind,source=/a,target=/b[,readonly|ro[=true]][,bind-propagation=…]
-    → the same mount as -v /a:/b[:ro]; other types are refused naming the flag."""
+    → the same mount as -v /a:/b[:ro]; type=volume,source=NAME as -v NAME:/b; other
+    types are refused naming the flag."""
     fields: dict[str, str] = {}
     options: list[str] = []
+    kind = "bind"
     for part in spec.split(","):
         key, sep, value = part.partition("=")
         key = key.strip()
         if key == "type":
-            if value != "bind":
-                raise CliError(f"--mount type={value}: pyctrd makes bind mounts only "
-                               "(type=bind)")
+            if value not in ("bind", "volume"):
+                raise CliError(f"--mount type={value}: pyctrd makes bind and volume mounts "
+                               "only (type=bind, type=volume)")
+            kind = value
         elif key in _MOUNT_KEYS:
             fields[_MOUNT_KEYS[key]] = value
         elif key in ("readonly", "ro"):
@@ -103,8 +107,11 @@ def parse_mount(spec: str) -> tuple[str, str, str]:
             continue  # pyctrd's bind mounts are private and recursive, as podman's default
         else:
             raise CliError(f"--mount {spec!r}: pyctr does not know the option {key!r}")
-    if "src" not in fields or "dst" not in fields:
-        raise CliError(f"--mount {spec!r}: give type=bind,source=HOST-PATH,target=PATH")
+    source = "NAME" if kind == "volume" else "HOST-PATH"
+    if not fields.get("src") or "dst" not in fields:
+        raise CliError(f"--mount {spec!r}: give type={kind},source={source},target=PATH")
+    if kind == "volume" and fields["src"].startswith(("/", ".")):
+        raise CliError(f"--mount {spec!r}: a volume's source is its name, not a path")
     return parse_volume(f"{fields['src']}:{fields['dst']}" + (":ro" if options else ""))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from pyctrd.cli import flags as podman_flags
-from pyctrd.cli import networkflags, registryflags
+from pyctrd.cli import networkflags, registryflags, statsflags, volumeflags
 
 DESCRIPTION = ("Manage pyctrd's containers and images, as podman does, over D-Bus. "
                "Every CONTAINER may be a name, an ID or a unique ID prefix.")
@@ -294,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     podman_flags.add_info_verbs(sub)
     registryflags.add_registry_verbs(sub)
     networkflags.add_network_verbs(sub)
+    volumeflags.add_volume_verbs(sub)
+    statsflags.add_stats_verb(sub)
     # for the shell completion script; not shown in help
     complete = sub.add_parser("__complete")
     complete.add_argument("kind", choices=["containers", "images"])

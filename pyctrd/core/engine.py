@@ -5,11 +5,12 @@ hear of changes through an EngineListener. It holds the adapters the core
 runs on (core/ports.py): the real ones by default, fakes in unit tests.
 """
 
+import asyncio
 import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pyctrd import __version__
 from pyctrd.core.config import ContainerConfig, build_config
@@ -22,6 +23,7 @@ from pyctrd.core.health import HealthChecks
 from pyctrd.core.image import Image
 from pyctrd.core.images import ImageCatalogue, unique_prefix
 from pyctrd.core.jobs import Jobs
+from pyctrd.core.listening import EngineListener
 from pyctrd.core.networks import MODE_BRIDGE, MODE_HOST, MODE_NONE, Network, Networks
 from pyctrd.core.ports import MonitorPort, NetworkPort, OCIRuntimePort, RootfsPort
 from pyctrd.core.recovery import Recovery
@@ -29,6 +31,7 @@ from pyctrd.core.restart import RestartSupervisor
 from pyctrd.core.stagingsweep import StagingSweeper
 from pyctrd.core.state import ACTIVE
 from pyctrd.core.transfers import Transfers
+from pyctrd.core.volumes import Volume, Volumes, anonymous_mounts, chown_new, delete_tree
 from pyctrd.database import Database
 from pyctrd.errors import (
     Exists,
@@ -51,16 +54,6 @@ from pyctrd.storage.rootfs import RootfsStorage
 log = logging.getLogger(__name__)
 
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
-
-
-class EngineListener(Protocol):
-    def container_added(self, container: Container) -> None: ...
-    def container_removed(self, container: Container) -> None: ...
-    def container_changed(self, container: Container, changes: dict[str, Any]) -> None: ...
-    def image_added(self, image: Image) -> None: ...
-    def image_removed(self, image: Image) -> None: ...
-    def image_changed(self, image: Image, fields: list[str]) -> None:
-        """``fields``: the Image attributes that changed, e.g. ["reference"]."""
 
 
 class Listeners:
@@ -128,6 +121,7 @@ class Engine:
         self.layout = layout
         self.oci = oci
         self.store = Database(layout.database)
+        self.volumes = Volumes(layout.root / "volumes", self.store)  # core/volumes.py
         self.listener = Listeners()
         # The event history (GetEvents); others record through self.events.record.
         self.events = EventLog(self.store)
@@ -187,6 +181,7 @@ class Engine:
     def load(self) -> None:
         """Read the store: images, then containers (recover() reconciles them)."""
         self.catalogue.load()
+        self.volumes.load()
         if self.networks is not None:
             self.networks.load()
         new_boot = self._note_boot_id()
@@ -202,6 +197,10 @@ class Engine:
                 continue
             self.containers[container.id] = container
             self._names[container.name] = container.id
+            self.volumes.joined(container.id, container.config.mounts)
+        # Anonymous volumes whose container no record names (a crash between the two).
+        self.volumes.sweep_anonymous({record.get("id", "") for record, _state
+                                      in self.store.containers()})
         self._event_recorder.seed(self.containers.values(), self.images.values())
         self._new_boot = new_boot
 
@@ -224,6 +223,8 @@ class Engine:
             # A Remove cut short by a crash, now finished.
             del self.containers[container.id]
             self._names.pop(container.name, None)
+            for volume in self.volumes.left(container.id):  # its anonymous volumes
+                await asyncio.to_thread(delete_tree, self.volumes.remove(volume))
 
     # listener plumbing (containers report to the engine, which fans out)
 
@@ -262,11 +263,24 @@ class Engine:
             raise Exists(f"the name {name!r} is already in use by container "
                          f"{self._names[name][:12]}; choose another name or remove it")
         network_names = self._network_names(options.get("network", "bridge"))
-        config = build_config(image, self.layer_paths(image.id), command, options,
-                              self._names.keys())
-        status = ContainerStatus(networks=network_names)
-        self.store.add_container(config.id, config.name, config.to_record(),
-                                 status.to_record())
+        made: list[Volume] = []  # the volumes this call creates, undone if it fails
+        try:
+            if options.get("mounts"):  # volume names become their _data paths
+                options = {**options,
+                           "mounts": self.volumes.resolve_mounts(options["mounts"], made)}
+            config = build_config(image, self.layer_paths(image.id), command, options,
+                                  self._names.keys())
+            status = ContainerStatus(networks=network_names)
+            config.mounts.extend(anonymous_mounts(self.volumes, config.id, image.volumes,
+                                                  config.mounts, made))
+            chown_new(made, config.uid, config.gid)
+            self.store.add_container(config.id, config.name, config.to_record(),
+                                     status.to_record())
+        except BaseException:
+            for volume in made:  # new and empty: quick to delete
+                delete_tree(self.volumes.remove(volume))
+            raise
+        self.volumes.joined(config.id, config.mounts)
         container = Container(config, status, self._env)
         self.containers[config.id] = container
         self._names[config.name] = config.id
@@ -296,6 +310,19 @@ class Engine:
         self.listener.container_removed(container)
         if self.networks is not None:
             self.networks.left(container.id, container.status.networks)
+        for volume in self.volumes.left(container.id):  # its anonymous volumes go with it
+            await asyncio.to_thread(delete_tree, self.volumes.remove(volume))
+
+    # volumes (core/volumes.py)
+
+    async def remove_volume(self, volume: Volume, force: bool) -> None:
+        """InUse while containers use it, unless ``force``: then they go first."""
+        if force:
+            for cid in sorted(volume.users):
+                container = self.containers.get(cid)
+                if container is not None:
+                    await self.remove_container(container, True)
+        await asyncio.to_thread(delete_tree, self.volumes.remove(volume))
 
     # networks
 

@@ -26,6 +26,7 @@ from pyctrd.core.config import now_us
 from pyctrd.core.container import Container
 from pyctrd.core.exec import ExecOptions
 from pyctrd.core.inspect import rfc3339
+from pyctrd.core.listening import EngineListener
 from pyctrd.core.state import State
 from pyctrd.errors import InvalidArgument, InvalidState, NoSuchContainer, PyctrdError
 
@@ -41,7 +42,7 @@ KILL_GRACE = 5.0  # after SIGKILL of a hung check, how long to wait for its exit
 TIMED_OUT = -1  # the exit code recorded for a check killed at its timeout
 
 
-class HealthChecks:
+class HealthChecks(EngineListener):
     """Every container's health check timer; an engine listener."""
 
     def __init__(self, engine: "Engine") -> None:
@@ -83,18 +84,6 @@ class HealthChecks:
 
     def container_removed(self, container: Container) -> None:
         self._cancel(container)
-
-    def container_added(self, container: Container) -> None:
-        pass
-
-    def image_added(self, image: Any) -> None:
-        pass
-
-    def image_removed(self, image: Any) -> None:
-        pass
-
-    def image_changed(self, image: Any, fields: list[str]) -> None:
-        pass
 
     # RunHealthCheck
 

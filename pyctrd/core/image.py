@@ -28,6 +28,8 @@ class Image:
     labels: dict[str, str] = field(default_factory=dict)
     references: list[str] = field(default_factory=list)  # all of them, primary first
     blobs: list[str] = field(default_factory=list)  # each layer's blob digest, or ""
+    # The config's Volumes paths: each container gets an anonymous volume there.
+    volumes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # records written before several references existed have only the primary
@@ -84,7 +86,17 @@ def defaults_from_config(config: dict[str, Any]) -> dict[str, Any]:
         "stop_signal": _string(section.get("StopSignal"), "StopSignal"),
         "labels": dict(labels),
         "created": _timestamp_us(config.get("created")),
+        "volumes": _volume_paths(section.get("Volumes")),
     }
+
+
+def _volume_paths(value: Any) -> list[str]:
+    """The config's Volumes ({"/path": {}}), sorted; not a mapping: refused."""
+    if value is None:
+        return []
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise InvalidArgument("the image config's Volumes must map paths to objects")
+    return sorted(value)
 
 
 def _strings(value: Any, what: str) -> list[str]:

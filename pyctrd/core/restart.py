@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pyctrd.core.config import now_us
 from pyctrd.core.container import Container
 from pyctrd.core.exitoptions import ALWAYS, NO, ON_FAILURE, UNLESS_STOPPED
+from pyctrd.core.listening import EngineListener
 from pyctrd.core.state import State
 from pyctrd.errors import InvalidState, NoSuchContainer
 
@@ -76,7 +77,7 @@ def next_streak(status: Any) -> int:
     return 0 if ran >= BACKOFF_RESET else status.restart_streak
 
 
-class RestartSupervisor:
+class RestartSupervisor(EngineListener):
     def __init__(self, engine: "Engine") -> None:
         self._engine = engine
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -147,18 +148,6 @@ class RestartSupervisor:
 
     def container_removed(self, container: Container) -> None:
         self._cancel_timer(container)
-
-    def container_added(self, container: Container) -> None:
-        pass
-
-    def image_added(self, image: Any) -> None:
-        pass
-
-    def image_removed(self, image: Any) -> None:
-        pass
-
-    def image_changed(self, image: Any, fields: list[str]) -> None:
-        pass
 
     # a caller's Stop of a container waiting to restart
 

@@ -12,6 +12,7 @@ IMAGE_IFACE = "org.pyctrd1.Image"
 EXEC_SESSION_IFACE = "org.pyctrd1.ExecSession"
 JOB_IFACE = "org.pyctrd1.Job"
 NETWORK_IFACE = "org.pyctrd1.Network"
+VOLUME_IFACE = "org.pyctrd1.Volume"
 ERROR_PREFIX = "org.pyctrd1.Error."
 PROPERTIES_IFACE = "org.freedesktop.DBus.Properties"
 OBJECT_MANAGER_IFACE = "org.freedesktop.DBus.ObjectManager"
@@ -20,11 +21,13 @@ CONTAINER_PREFIX = MANAGER_PATH + "/container/"
 IMAGE_PREFIX = MANAGER_PATH + "/image/"
 JOB_PREFIX = MANAGER_PATH + "/job/"
 NETWORK_PREFIX = MANAGER_PATH + "/network/"
+VOLUME_PREFIX = MANAGER_PATH + "/volume/"
 
 VARLINK_CONTAINER = "io.pyctrd.Container"
 VARLINK_IMAGE = "io.pyctrd.Image"
 VARLINK_EVENTS = "io.pyctrd.Events"
 VARLINK_NETWORK = "io.pyctrd.Network"
+VARLINK_VOLUME = "io.pyctrd.Volume"
 VARLINK_JOB = "io.pyctrd.Job"
 VARLINK_SERVICE = "org.varlink.service"
 VARLINK_SOCKET_NAME = "io.pyctrd"
@@ -48,3 +51,12 @@ def exec_session_path(cid: str, number: int) -> str:
 
 def network_path(network_id: str) -> str:
     return NETWORK_PREFIX + network_id
+
+
+def volume_path(name: str) -> str:
+    """A volume's object path: its name bus-escaped as systemd's (every byte but
+    [A-Za-z0-9] as _xx; a leading digit too), since names may hold "." and "-"."""
+    escaped = "".join(
+        c if c.isascii() and c.isalnum() and not (i == 0 and c.isdigit())
+        else "".join(f"_{b:02x}" for b in c.encode()) for i, c in enumerate(name))
+    return VOLUME_PREFIX + (escaped or "_")

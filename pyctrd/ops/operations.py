@@ -28,6 +28,7 @@ from pyctrd.core.jobs import Job
 from pyctrd.core.networks import Network
 from pyctrd.core.stats import container_stats
 from pyctrd.core.unixsignals import parse_signal
+from pyctrd.core.volumes import Volume, inspect_mounts
 from pyctrd.errors import PyctrdError
 from pyctrd.oci import rlimits
 from pyctrd.ops.streams import StreamLimits, StreamOwner
@@ -54,6 +55,7 @@ class Target(Enum):
     NEW_CONTAINER = "new container"  # CreateContainer: the image and the options
     JOB = "job"
     NETWORK = "network"  # an existing network, named by the call or its object
+    VOLUME = "volume"  # an existing volume, named by the call or its object
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ MANAGER_OPS = {
     **_ops(NETWORK_MANAGE, Target.NONE, "CreateNetwork"),
     **_ops(NETWORK_MANAGE, Target.NETWORK, "RemoveNetwork"),
     **_ops(None, Target.NONE, "GetNetwork", "ListNetworks"),
+    # Volumes hold no host paths: they fall under container creation (API.md).
+    **_ops(CREATE, Target.NONE, "CreateVolume"),
+    **_ops(CREATE, Target.VOLUME, "RemoveVolume"),
+    **_ops(None, Target.NONE, "GetVolume", "ListVolumes"),
 }
 CONTAINER_OPS = {
     **_ops(MANAGE, Target.CONTAINER, "Init", "Start", "Stop", "Kill", "Pause", "Unpause"),
@@ -110,11 +116,12 @@ IMAGE_OPS = {
 # IMAGE_PULL (root passes without polkit).
 JOB_OPS = _ops(IMAGE_PULL, Target.JOB, "Cancel")
 NETWORK_OPS = _ops(NETWORK_MANAGE, Target.NETWORK, "Remove")
+VOLUME_OPS = _ops(CREATE, Target.VOLUME, "Remove")
 # Varlink's Watch streams what D-Bus signals show anyone.
 WATCH = Operation("Watch", None)
 
 
-def details(operation: Operation, target: Container | Image | Network | None,
+def details(operation: Operation, target: Container | Image | Network | Volume | None,
             given: str = "", options: Mapping[str, Any] | None = None) -> dict[str, str]:
     """What polkit rules may look at: the verb and what it acts on, from the
     resolved target (``given`` is the image as the caller named it, for Create)."""
@@ -125,6 +132,8 @@ def details(operation: Operation, target: Container | Image | Network | None,
         found.update(image_id=target.id, image_reference=target.reference)
     elif isinstance(target, Network):
         found.update(network_id=target.id, network_name=target.name)
+    elif isinstance(target, Volume):
+        found.update(volume_name=target.name)
     if operation.target is Target.NEW_CONTAINER:
         found["image"] = given
         name = (options or {}).get("name")
@@ -137,7 +146,8 @@ def privileged_requests(options: Mapping[str, Any]) -> list[str]:
     """What in CreateContainer's checked ``options`` reaches the host, so that the
     caller needs org.pyctrd1.container.create-privileged too; [] if nothing."""
     found = []
-    if options.get("mounts"):
+    # A volume's name (no leading "/") reaches no host path: only host paths count.
+    if any(str(mount[0]).startswith("/") for mount in options.get("mounts", [])):
         found.append("host mounts")
     if options.get("network") == "host":
         found.append("the host's network")
@@ -176,8 +186,8 @@ def job_check(operation: Operation, job: Job | None) -> Check:
     return Check(found.actions, found.details, job.owner)
 
 
-def check(operation: Operation, target: Container | Image | Network | None, given: str = "",
-          options: Mapping[str, Any] | None = None) -> Check:
+def check(operation: Operation, target: Container | Image | Network | Volume | None,
+          given: str = "", options: Mapping[str, Any] | None = None) -> Check:
     """The polkit check for a call of ``operation`` (one with an action)."""
     assert operation.action is not None
     actions = [operation.action]
@@ -196,7 +206,7 @@ class Operations:
         self.streams = StreamLimits()
 
     def target(self, operation: Operation,
-               given: str) -> Container | Image | Network | None:
+               given: str) -> Container | Image | Network | Volume | None:
         """The object a call names, for its details; None when it names nothing
         (the operation itself then says so, once the caller is authorized: an
         unauthorized caller learns nothing from the answer)."""
@@ -205,6 +215,8 @@ class Operations:
                 return self.engine.lookup_container(given)
             if operation.target is Target.NETWORK:
                 return self.engine.lookup_network(given)
+            if operation.target is Target.VOLUME:
+                return self.engine.volumes.lookup(given)
             if operation.target in (Target.IMAGE, Target.NEW_CONTAINER):
                 return self.engine.lookup_image(given)
         return None
@@ -287,6 +299,20 @@ class Operations:
     async def remove_network(self, network: Network, force: bool) -> None:
         await self.engine.remove_network(network, force)
 
+    # Volumes (core/volumes.py)
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> Volume:
+        return self.engine.volumes.create(name, labels)
+
+    def get_volume(self, name: str) -> Volume:
+        return self.engine.volumes.lookup(name)
+
+    def list_volumes(self) -> list[Volume]:
+        return sorted(self.engine.volumes.volumes.values(), key=lambda v: v.name)
+
+    async def remove_volume(self, volume: Volume, force: bool) -> None:
+        await self.engine.remove_volume(volume, force)
+
     # Container
 
     async def stop(self, container: Container, timeout: int | None) -> None:
@@ -316,6 +342,7 @@ class Operations:
     def inspect(self, container: Container) -> dict[str, Any]:
         found = container.inspect()
         found["ExecIDs"] = [s.id for s in self.engine.execs.sessions(container)]  # as podman
+        inspect_mounts(self.engine.volumes, found.get("Mounts", []))
         return found
 
     def inspect_json(self, container: Container) -> str:

@@ -160,6 +160,16 @@ NETWORK_PROPERTIES = _table(
     Property("Labels", "a{ss}", lambda n: n.labels),
 )
 
+VOLUME_PROPERTIES = _table(
+    Property("Name", "s", lambda v: v.name),
+    Property("Driver", "s", lambda v: v.driver, doc='"local"'),
+    Property("Mountpoint", "s", lambda v: v.mountpoint,
+             doc="the host directory containers mount (<root>/volumes/<name>/_data)"),
+    Property("Labels", "a{ss}", lambda v: v.labels),
+    Property("CreatedTimestamp", "t", lambda v: v.created, doc="µs since the epoch"),
+    Property("InUse", "b", lambda v: v.in_use, "users", "a container mounts it"),
+)
+
 MANAGER_PROPERTIES = _table(
     Property("Version", "s", lambda engine: engine.version),
     Property("Runtime", "s", lambda engine: engine.oci_runtime_path,

@@ -28,6 +28,7 @@ from pyctrd.ops.names import (
     VARLINK_JOB,
     VARLINK_NETWORK,
     VARLINK_SERVICE,
+    VARLINK_VOLUME,
 )
 from pyctrd.ops.operations import (
     CONTAINER_OPS,
@@ -36,6 +37,7 @@ from pyctrd.ops.operations import (
     JOB_OPS,
     MANAGER_OPS,
     NETWORK_OPS,
+    VOLUME_OPS,
     WATCH,
     Check,
     Operation,
@@ -74,6 +76,12 @@ METHODS: dict[str, dict[str, Operation]] = {
         "List": MANAGER_OPS["ListNetworks"],
         "Remove": NETWORK_OPS["Remove"],
     },
+    VARLINK_VOLUME: {
+        "Create": MANAGER_OPS["CreateVolume"],
+        "Get": MANAGER_OPS["GetVolume"],
+        "List": MANAGER_OPS["ListVolumes"],
+        "Remove": VOLUME_OPS["Remove"],
+    },
     VARLINK_JOB: {
         "Pull": MANAGER_OPS["PullImage"],
         "Push": IMAGE_OPS["Push"],
@@ -97,7 +105,8 @@ METHODS: dict[str, dict[str, Operation]] = {
 
 # The call parameter that names an operation's target.
 TARGET_PARAMETER = {Target.CONTAINER: "name", Target.IMAGE: "reference",
-                    Target.NEW_CONTAINER: "image", Target.JOB: "id", Target.NETWORK: "name"}
+                    Target.NEW_CONTAINER: "image", Target.JOB: "id", Target.NETWORK: "name",
+                    Target.VOLUME: "name"}
 
 _CREATE_OPTIONS = VarlinkType.from_type_annotation(CreateOptions | None)
 

@@ -37,6 +37,7 @@ from pyctrd.varlink.network import NetworkVarlink
 from pyctrd.varlink.observe import EventsVarlink
 from pyctrd.varlink.peer import peer_of
 from pyctrd.varlink.protocol import Connection
+from pyctrd.varlink.volume import VolumeVarlink
 from pyctrd.varlink.watch import Watchers
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ def make_registry(operations: Operations, watchers: Watchers) -> VarlinkInterfac
     registry.register_interface(EventsVarlink(operations))
     registry.register_interface(JobVarlink(operations))
     registry.register_interface(NetworkVarlink(operations))
+    registry.register_interface(VolumeVarlink(operations))
     for interface in registry:
         for member in dir(interface):
             if varlinksignature(getattr(interface, member)) is not None:

@@ -286,3 +286,97 @@ def test_image_remove_from_the_page(cockpit: Cockpit,
     assert "variant:cockpit" not in out
 
 
+
+
+@pytest.fixture(scope="module")
+def registry(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A local docker-registry holding test/pulled:v1: busybox and a layer of 16 MiB
+    of incompressible bytes, so the pull has progress to show."""
+    from support.registry import Registry, build_layered
+    layout = build_layered(busybox_tar, tmp_path_factory.mktemp("cockpit-layered"),
+                           [{"etc/big": os.urandom(16 << 20)}])
+    reg = Registry(tmp_path_factory.mktemp("cockpit-registry")).start()
+    try:
+        reg.push(f"oci:{layout}:top", "test/pulled:v1")
+        yield reg
+    finally:
+        reg.stop()
+
+
+# Every value the jobs table shows, recorded in the page as it redraws (a redraw
+# follows each PropertiesChanged), so a fast pull's steps are not missed by polling.
+RECORD_PROGRESS = """
+window.pyctrdProgress = [];
+new MutationObserver(() => {
+    for (const td of document.querySelectorAll('#jobs td.progress'))
+        window.pyctrdProgress.push(Number(td.getAttribute('data-progress')));
+}).observe(document.querySelector('#jobs tbody'), {childList: true, subtree: true});
+"""
+
+
+def test_pull_health_and_networks_live(cockpit: Cockpit, registry: Any) -> None:
+    c = cockpit
+    reference = f"{registry.host}/test/pulled:v1"
+    out = c.busctl("call", "org.pyctrd1", "/org/pyctrd1", "org.pyctrd1.Manager",
+                   "CreateContainer", "sasa{sv}", "--", "busybox", "2", "sleep", "1000", "3",
+                   "name", "s", "cw-health", "health_cmd", "as", "1", "true",
+                   "health_interval", "u", "1")
+    healthy = out.split('"')[1]
+    network = "cw-net"
+    try:
+        open_page(c)
+        c.container(healthy, "Start")
+        cell = '#containers tr[data-name="cw-health"] td.health'
+
+        def health() -> str | None:
+            try:
+                return str(c.driver.find_element(By.CSS_SELECTOR, cell).text)
+            except (NoSuchElementException, StaleElementReferenceException):
+                return None
+        took = c.wait(lambda: health() == "healthy", message="no healthy shown")
+        print(f"healthy shown {took * 1000:.0f} ms after start")
+        restarts = c.driver.find_element(
+            By.CSS_SELECTOR, '#containers tr[data-name="cw-health"] td.restarts').text
+        assert restarts == "0"
+
+        # a network created by another client appears without a reload
+        c.busctl("call", "org.pyctrd1", "/org/pyctrd1", "org.pyctrd1.Manager",
+                 "CreateNetwork", "sa{sv}", network, "0")
+        took = c.wait(lambda: bool(c.driver.find_elements(
+            By.CSS_SELECTOR, f'#networks tr[data-name="{network}"]')), timeout=LIVE,
+            message="the network did not show within 500 ms")
+        print(f"network shown {took * 1000:.0f} ms after busctl returned")
+
+        # pull: a job row with a progress bar, then the new image
+        c.driver.execute_script(RECORD_PROGRESS)
+        c.driver.find_element(By.ID, "pull-reference").send_keys(reference)
+        c.driver.find_element(By.ID, "pull-tls-verify").click()  # plain HTTP registry
+        begun = time.monotonic()
+        c.driver.find_element(By.ID, "pull-button").click()
+        job = f'#jobs tr[data-reference="{reference}"]'
+        c.wait(lambda: bool(c.driver.find_elements(By.CSS_SELECTOR, job)),
+               message="no job row for the pull")
+        image = f'#images tr[data-reference="{reference}"]'
+        c.wait(lambda: bool(c.driver.find_elements(By.CSS_SELECTOR, image)), timeout=60,
+               message="the pulled image did not show")
+        c.wait(lambda: bool(c.driver.find_elements(
+            By.CSS_SELECTOR, f'{job}[data-state="completed"]')),
+            message="the job did not show completed")
+        seen = [float(v) for v in c.driver.execute_script("return window.pyctrdProgress")]
+        print(f"pull took {time.monotonic() - begun:.2f} s; progress shown: "
+              f"{sorted(set(seen))}")
+        assert any(0 < v < 1 for v in seen), seen  # a step between start and end
+        assert seen[-1] == 1.0 and seen == sorted(seen), seen
+        c.shot("pull")
+        problem = c.driver.find_element(By.ID, "problem")
+        assert not problem.is_displayed(), problem.text
+    finally:
+        with contextlib.suppress(AssertionError):
+            c.busctl("call", "org.pyctrd1", "/org/pyctrd1", "org.pyctrd1.Manager",
+                     "RemoveContainer", "sb", container_id(healthy), "true")
+        with contextlib.suppress(AssertionError):
+            c.busctl("call", "org.pyctrd1", "/org/pyctrd1", "org.pyctrd1.Manager",
+                     "RemoveNetwork", "sb", network, "true")
+        with contextlib.suppress(AssertionError):
+            c.busctl("call", "org.pyctrd1", "/org/pyctrd1", "org.pyctrd1.Manager",
+                     "RemoveImage", "sb", reference, "true")

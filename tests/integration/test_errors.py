@@ -184,7 +184,7 @@ async def test_kill_exited_is_invalid_state(bus):
      "bridge"),
     ({"workdir": Variant("s", "relative/dir")}, "relative/dir"),
     ({"user": Variant("s", "nosuchuser")}, "nosuchuser"),
-    ({"mounts": Variant("a(sss)", [["relative", "/mnt", "ro"]])}, "relative"),
+    ({"mounts": Variant("a(sss)", [["rel/ative", "/mnt", "ro"]])}, "rel/ative"),
     ({"mounts": Variant("a(sss)", [["/tmp", "/mnt", "bogusopt"]])}, "bogusopt"),
 ])
 async def test_bad_options_are_invalid_argument(bus, options, word):

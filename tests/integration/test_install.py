@@ -33,7 +33,8 @@ POLKIT_DEFAULTS = {
     "org.pyctrd1.network.manage": ("auth_admin", "auth_admin", "auth_admin_keep"),
 }
 INTERFACES = ["org.pyctrd1.Manager.xml", "org.pyctrd1.Container.xml", "org.pyctrd1.Image.xml",
-              "org.pyctrd1.ExecSession.xml", "org.pyctrd1.Job.xml", "org.pyctrd1.Network.xml"]
+              "org.pyctrd1.ExecSession.xml", "org.pyctrd1.Job.xml", "org.pyctrd1.Network.xml",
+              "org.pyctrd1.Volume.xml"]
 # Fixed by what reads them, whatever PREFIX is.
 FIXED = [
     "/usr/share/dbus-1/system.d/org.pyctrd1.conf",

@@ -80,13 +80,14 @@ async def test_get_managed_objects(bus, daemon):
     # GetAll on the object agrees with GetManagedObjects
     assert await bus.get_all(path, CONTAINER) == {k: v.value for k, v in values.items()}
 
-    # every container, image, network and job is there, and nothing else but them
+    # every container, image, network, volume and job is there, and nothing else
     (containers,) = await bus.manager("ListContainers")
     (images,) = await bus.manager("ListImages")
     (networks,) = await bus.manager("ListNetworks")
+    (volumes,) = await bus.manager("ListVolumes")
     (jobs,) = await bus.manager("ListJobs")
     assert set(objects) == ({c[4] for c in containers} | {i[3] for i in images}
-                            | {n[3] for n in networks} | set(jobs))
+                            | {n[3] for n in networks} | {v[2] for v in volumes} | set(jobs))
 
 
 async def test_list_containers_and_images(bus, daemon):

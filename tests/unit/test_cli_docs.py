@@ -49,7 +49,8 @@ def _complete(*words: str) -> list[str]:
 
 
 def test_completion_offers_verbs_and_flags() -> None:
-    assert _complete("pyctr", "st") == ["start", "stop"]
+    assert _complete("pyctr", "st") == ["start", "stop", "stats"]
+    assert _complete("pyctr", "stats", "--no-s") == ["--no-stream"]
     assert _complete("pyctr", "--user", "u") == ["unpause", "unmount", "umount", "untag"]
     assert _complete("pyctr", "run", "--net") == ["--network", "--network-alias"]
     assert _complete("pyctr", "run", "--network", "") == ["bridge", "none", "host"]

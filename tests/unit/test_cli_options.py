@@ -69,10 +69,12 @@ def test_volume_forms() -> None:
     assert parse_volume("/src:/dst:ro,nosuid") == ("/src", "/dst", "ro,nosuid")
     assert parse_volume("./data:/data", cwd="/home/me") == ("/home/me/data", "/data", "")
     assert parse_volume("../x:/x", cwd="/home/me") == ("/home/x", "/x", "")
+    # a name (no "/" or "." first) is a named volume, made on first use
+    assert parse_volume("named:/data:ro") == ("named", "/data", "ro")
 
 
 @pytest.mark.parametrize(("spec", "why"), [
-    ("/src", "HOST-PATH:CONTAINER-PATH"), ("named:/data", "named volumes"),
+    ("/src", "HOST-PATH:CONTAINER-PATH"), ("-named:/data", "volume name"),
     ("/src:dst", "must be absolute"), ("/a:/b:ro:x", "HOST-PATH"), (":/b", "HOST-PATH"),
     ("/a:/b:ro,rw", "both ro and rw"),
 ])

@@ -180,6 +180,7 @@ def test_privileged_requests_name_each_escape(options, named):
     {}, {"privileged": False}, {"cap_add": []}, {"cap_drop": ["ALL"]},
     {"seccomp": "default"}, {"ulimits": [("nofile", 64, 128), ("core", 0, 0)]},
     {"no_new_privileges": True}, {"network": "none"},
+    {"mounts": [("data", "/data", "")]},  # a named volume reaches no host path
 ])
 def test_what_confines_more_needs_only_create(options):
     assert privileged_requests(options) == []
