@@ -25,10 +25,15 @@ def add_network_verbs(sub: Any) -> None:
 
     ls = verbs.add_parser("ls", aliases=["list"], help="list networks")
     ls.add_argument("-q", "--quiet", action="store_true", help="names only")
-    ls.add_argument("--format", default="", metavar="FORMAT", help="json")
+    ls.add_argument("--format", default="", metavar="FORMAT",
+                    help="json or a Go template ({{.Name}}, {{.ID}}, {{.Driver}}, ...)")
+    ls.add_argument("--noheading", action="store_true", help="no header row")
+    ls.add_argument("--no-trunc", action="store_true", help="full network IDs")
     ls.set_defaults(handler="network:cmd_network_ls")
 
     inspect = verbs.add_parser("inspect", help="print networks' details as JSON")
+    inspect.add_argument("-f", "--format", default="", metavar="FORMAT",
+                         help="json (the default) or a Go template per network")
     inspect.add_argument("networks", nargs="+", metavar="NETWORK")
     inspect.set_defaults(handler="network:cmd_network_inspect")
 

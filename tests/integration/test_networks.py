@@ -389,6 +389,27 @@ def test_pyctr_network_verbs_and_published_port(daemon: Any) -> None:
         pyctr(address, "network", "rm", "-f", name)
 
 
+def test_pyctr_network_ls_and_inspect_take_podman_templates(daemon: Any) -> None:
+    import json
+
+    from integration.cli_support import ok
+    address = daemon.bus_address
+    listed = ok(address, "network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Subnet}}")
+    assert "pyctrd bridge 10.87.0.0/16" in listed.splitlines()
+    table = ok(address, "network", "ls").splitlines()
+    assert table[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SUBNET"]
+    assert any(line.split()[1:] == ["pyctrd", "bridge", "10.87.0.0/16"] for line in table)
+    assert ok(address, "network", "ls", "--noheading", "--format",
+              "table {{.Name}}").split() == [line.split()[0] for line in
+                                            ok(address, "network", "ls", "--format",
+                                               "{{.Name}}").splitlines()]
+    (shown,) = json.loads(ok(address, "network", "ls", "--format", "json"))[:1] or [{}]
+    assert {"name", "id", "driver", "subnets"} <= set(shown)
+    assert ok(address, "network", "inspect", "-f",
+              "{{.Name}} {{(index .Subnets 0).Gateway}}", "pyctrd").strip() == \
+        "pyctrd 10.87.0.1"
+
+
 # -- a daemon crash: the network stays, and is re-adopted
 
 

@@ -57,33 +57,51 @@ def podman_inspect(props: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+NETWORK_LS_DEFAULT = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Subnet}}"
+NETWORK_HEADERS = {"ID": "NETWORK ID"}
+
+
+def network_item(props: dict[str, Any], no_trunc: bool = True) -> Any:
+    """A network as podman's templates see it (netavark's Network fields)."""
+    from pyctrd.cli.reports import GoStruct
+    inspected = podman_inspect(props)
+    return GoStruct("types.Network", {
+        "Name": props["Name"], "ID": props["Id"] if no_trunc else props["Id"][:12],
+        "Driver": props["Driver"], "Subnet": props["Subnet"],
+        "Subnets": [GoStruct("types.Subnet", {"Subnet": s["subnet"], "Gateway": s["gateway"]})
+                    for s in inspected["subnets"]],
+        "Internal": props["Internal"], "DNSEnabled": props["DNSEnabled"],
+        "Labels": props["Labels"], "Containers": props["Containers"],
+    }, json_form=inspected)
+
+
 async def cmd_network_ls(daemon: Daemon, args: argparse.Namespace) -> int:
+    from pyctrd.cli.gotemplate import Report
+    report = Report(args.format, NETWORK_LS_DEFAULT, NETWORK_HEADERS,
+                    json_of=lambda item: item.json_form, noheading=args.noheading)
     (rows,) = await daemon.manager("ListNetworks")
     if args.quiet:
         for _nid, name, _subnet, _path in rows:
             print(name)
         return 0
-    if args.format == "json":
-        found = [podman_inspect(await daemon.properties(path, NETWORK_IFACE))
-                 for _nid, _name, _subnet, path in rows]
-        print(json.dumps(found, indent=4))
-        return 0
-    if args.format:
-        raise CliError(f'--format "{args.format}": pyctr network ls knows json only')
-    print(f"{'NETWORK ID':<14}{'NAME':<24}{'DRIVER':<10}SUBNET")
-    for nid, name, subnet, _path in rows:
-        print(f"{nid[:12]:<14}{name:<24}{'bridge':<10}{subnet}")
+    items = [network_item(await daemon.properties(path, NETWORK_IFACE), args.no_trunc)
+             for _nid, _name, _subnet, path in rows]
+    print(report.lines(items), end="")
     return 0
 
 
 async def cmd_network_inspect(daemon: Daemon, args: argparse.Namespace) -> int:
-    found: list[dict[str, Any]] = []
+    from pyctrd.cli.gotemplate import render
+    found: list[Any] = []
 
     async def one(name: str) -> None:
-        found.append(podman_inspect(await _network(daemon, name)))
+        found.append(network_item(await _network(daemon, name)))
 
     status = await for_each(args.networks, one, "inspect")
-    print(json.dumps(found, indent=4))
+    if args.format and args.format != "json":
+        print(render(args.format.rstrip("\n") + "\n", found), end="")
+    else:
+        print(json.dumps([item.json_form for item in found], indent=4))
     return status
 
 
