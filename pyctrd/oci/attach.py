@@ -127,7 +127,9 @@ async def _to_client(conmon: socket.socket, client: socket.socket) -> str:
 
 
 async def _to_container(client: socket.socket, conmon: socket.socket,
-                        matcher: DetachMatcher) -> str:
+                        matcher: DetachMatcher | None, pass_eof: bool = False) -> str:
+    """The caller's input to the process; with ``pass_eof`` the caller's end of
+    input (a shutdown of its writing side) ends the process's stdin ("eof")."""
     loop = asyncio.get_running_loop()
     while True:
         try:
@@ -135,8 +137,14 @@ async def _to_container(client: socket.socket, conmon: socket.socket,
         except ConnectionError:
             return "closed"
         if not data:
-            return "closed"
-        data, detached = matcher.feed(data)
+            if not pass_eof:
+                return "closed"
+            with contextlib.suppress(OSError):
+                conmon.shutdown(socket.SHUT_WR)  # conmon closes the process's stdin
+            return "eof"
+        detached = False
+        if matcher is not None:
+            data, detached = matcher.feed(data)
         try:
             # one packet per conmon read; held-back keys may make data a little longer
             for start in range(0, len(data), CONMON_PACKET_MAX):
@@ -169,34 +177,11 @@ async def relay_exec(conmon: socket.socket, client: socket.socket, keys: bytes) 
     Unlike Attach, the caller's end of input (a shutdown of its writing side)
     is passed on as the end of the process's stdin, and its output still flows.
     """
-    loop = asyncio.get_running_loop()
     client.setblocking(False)
     conmon.setblocking(False)
-
-    async def incoming() -> str:
-        matcher = DetachMatcher(keys) if keys else None
-        while True:
-            try:
-                data = await loop.sock_recv(client, CONMON_PACKET_MAX)
-            except ConnectionError:
-                return "closed"
-            if not data:
-                with contextlib.suppress(OSError):
-                    conmon.shutdown(socket.SHUT_WR)  # conmon closes the process's stdin
-                return "eof"
-            detached = False
-            if matcher is not None:
-                data, detached = matcher.feed(data)
-            try:
-                for start in range(0, len(data), CONMON_PACKET_MAX):
-                    await loop.sock_sendall(conmon, data[start:start + CONMON_PACKET_MAX])
-            except ConnectionError:
-                return "exited"
-            if detached:
-                return "detached"
-
     out_task = asyncio.ensure_future(_to_client(conmon, client))
-    in_task = asyncio.ensure_future(incoming())
+    in_task = asyncio.ensure_future(_to_container(
+        client, conmon, DetachMatcher(keys) if keys else None, pass_eof=True))
     try:
         done, _ = await asyncio.wait({out_task, in_task}, return_when=asyncio.FIRST_COMPLETED)
         if in_task in done and in_task.result() == "eof":
