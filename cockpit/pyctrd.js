@@ -7,6 +7,8 @@
  * with more) through a Cockpit stream channel: a web page cannot take the
  * file descriptor D-Bus's OpenLog returns. The socket is /run/pyctrd/io.pyctrd
  * unless the page's URL says ?varlink=PATH (a daemon with another run root).
+ * The terminal in a container's details runs each line through Varlink's
+ * io.pyctrd.Container.ExecOutput the same way, for the same reason.
  *
  * Calls go through Cockpit's administrative access ("superuser": "try"); the
  * daemon asks polkit as it does for any other caller.
@@ -260,6 +262,7 @@
         fill("jobs", "no-jobs", jobs, jobRow,
              j => String(Number.MAX_SAFE_INTEGER - (j.CreatedTimestamp || 0)).padStart(20, "0"));
         fill("networks", "no-networks", networks, networkRow, n => n.Name || "");
+        fillNetworkChoice();
         if (details) {
             const c = containers.get(details.path);
             $("details-name").textContent = c ? c.Name + " (" + c.State + ")" : "";
@@ -271,7 +274,7 @@
 
     function openDetails(path) {
         closeDetails();
-        details = { path, logs: null, timer: null, last: null, cpu: [] };
+        details = { path, logs: null, term: null, timer: null, last: null, cpu: [] };
         $("details").hidden = false;
         render();
         followLogs();
@@ -284,10 +287,15 @@
             return;
         if (details.logs)
             details.logs.close();
+        const term = details.term;
         window.clearInterval(details.timer);
         details = null;
+        if (term)
+            term.close();
         $("details").hidden = true;
         $("logs").replaceChildren();
+        $("term-output").replaceChildren();
+        $("term-form").removeAttribute("data-busy");
         for (const id of ["stat-cpu", "stat-memory", "stat-pids"])
             $(id).textContent = "–";
         $("cpu-line").setAttribute("points", "");
@@ -314,11 +322,26 @@
         if (details.logs)
             details.logs.close();
         $("logs").replaceChildren();
+        details.logs = varlinkMore("io.pyctrd.Container.Logs",
+                                   { name: containerName(c), follow: true }, "Logs",
+                                   message => {
+                                       const record = (message.parameters || {}).record;
+                                       if (record)
+                                           appendLog(record);
+                                   });
+    }
+
+    function containerName(c) {
+        return c ? c.Id : details.path.split("/").pop();
+    }
+
+    /* One Varlink call with more on a stream channel of its own; onReply gets
+     * each reply (an error reply is shown as the page's problem). The channel. */
+    function varlinkMore(method, parameters, what, onReply) {
         // Binary: Varlink ends each message with a NUL, which a text channel refuses.
         const channel = cockpit.channel({
             payload: "stream", unix: varlinkSocket(), superuser: "try", binary: true
         });
-        details.logs = channel;
         const decoder = new TextDecoder();
         let buffer = "";
         channel.addEventListener("message", (event, data) => {
@@ -327,21 +350,63 @@
             while ((end = buffer.indexOf("\0")) >= 0) {
                 const message = JSON.parse(buffer.substring(0, end));
                 buffer = buffer.substring(end + 1);
-                if (message.error) {
-                    problem(new Error("Logs: " + message.error + ": " +
+                if (message.error)
+                    problem(new Error(what + ": " + message.error + ": " +
                                       ((message.parameters || {}).message || "")));
-                    continue;
-                }
-                const record = (message.parameters || {}).record;
-                if (record)
-                    appendLog(record);
+                onReply(message);
             }
         });
-        channel.send(new TextEncoder().encode(JSON.stringify({
-            method: "io.pyctrd.Container.Logs",
-            parameters: { name: c ? c.Id : details.path.split("/").pop(), follow: true },
-            more: true
-        }) + "\0"));
+        channel.send(new TextEncoder().encode(JSON.stringify({ method, parameters, more: true }) +
+                                              "\0"));
+        return channel;
+    }
+
+    /* terminal: each line runs as `sh -c LINE` through ExecOutput (Varlink), which
+     * relays the output as replies: a page cannot take Exec's stdio descriptor.
+     * No terminal device, so no interactive programs; one command at a time. */
+
+    function terminalWrite(text, className) {
+        const out = $("term-output");
+        const span = document.createElement("span");
+        if (className)
+            span.className = className;
+        span.textContent = text;
+        out.appendChild(span);
+        while (out.childNodes.length > LOG_LINES_MAX)
+            out.removeChild(out.firstChild);
+        out.scrollTop = out.scrollHeight;
+    }
+
+    function terminalRun(event) {
+        event.preventDefault();
+        const line = $("term-input").value;
+        if (!details || details.term || !line.trim())
+            return;
+        const c = containers.get(details.path);
+        $("term-input").value = "";
+        terminalWrite("$ " + line + "\n", "term-command");
+        $("term-form").setAttribute("data-busy", "true");
+        let channel = null;
+        const done = () => { // the last reply, or the channel closed: this command's end
+            if (!details || details.term !== channel)
+                return;
+            details.term = null;
+            channel.close();
+            $("term-form").removeAttribute("data-busy");
+        };
+        channel = details.term = varlinkMore("io.pyctrd.Container.ExecOutput",
+                                   { name: containerName(c), command: ["sh", "-c", line] },
+                                   "Terminal", message => {
+                                       const p = message.parameters || {};
+                                       if (p.data)
+                                           terminalWrite(p.data);
+                                       if (message.continues)
+                                           return;
+                                       if (p.exit_code)
+                                           terminalWrite("[exit " + p.exit_code + "]\n", "term-exit");
+                                       done();
+                                   });
+        channel.addEventListener("close", done);
     }
 
     function readStats() {
@@ -390,6 +455,42 @@
     /* ------------------------------------------------------------------ */
     /* create */
 
+    /* The create form's network choice: the daemon's default, "none", and the
+     * live Network objects by name; what was chosen stays chosen across redraws. */
+    function fillNetworkChoice() {
+        const select = $("create-network");
+        const chosen = select.value;
+        const names = Array.from(networks.values()).map(n => n.Name).filter(Boolean).sort();
+        const choices = [["", "network: default"], ["none", "network: none"]]
+                .concat(names.map(n => [n, "network: " + n]));
+        const now = Array.from(select.options).map(o => o.value);
+        if (now.join("\0") === choices.map(c => c[0]).join("\0"))
+            return;
+        select.replaceChildren(...choices.map(([value, label]) => {
+            const o = document.createElement("option");
+            o.value = value;
+            o.textContent = label;
+            return o;
+        }));
+        select.value = choices.some(c => c[0] === chosen) ? chosen : "";
+    }
+
+    /* "8080:80, 127.0.0.1:5353:53/udp" → the ports option's a(sqqs):
+     * (host_ip or "", host_port, container_port, protocol); host_port may be 0. */
+    function parsePorts(text) {
+        const ports = [];
+        for (const item of text.split(",").map(p => p.trim()).filter(Boolean)) {
+            const m = /^(?:([0-9.]+|\[[0-9a-fA-F:]+\]):)?(\d{1,5}):(\d{1,5})(?:\/(tcp|udp))?$/.exec(item);
+            const host = m ? Number(m[2]) : -1;
+            const inside = m ? Number(m[3]) : -1;
+            if (!m || host > 65535 || inside < 1 || inside > 65535)
+                throw new Error("Port " + JSON.stringify(item) +
+                                ": use host:container[/tcp|/udp], e.g. 8080:80");
+            ports.push([(m[1] || "").replace(/^\[|\]$/g, ""), host, inside, m[4] || "tcp"]);
+        }
+        return ports;
+    }
+
     function create(event) {
         event.preventDefault();
         const image = $("create-image").value.trim();
@@ -399,11 +500,27 @@
         const options = {};
         if (name)
             options.name = { t: "s", v: name };
+        let ports;
+        try {
+            ports = parsePorts($("create-ports").value);
+        } catch (err) {
+            problem(err);
+            return;
+        }
+        if (ports.length)
+            options.ports = { t: "a(sqqs)", v: ports };
+        const restart = $("create-restart").value;
+        if (restart !== "no")
+            options.restart_policy = { t: "s", v: restart };
+        const network = $("create-network").value;
+        if (network)
+            options.network = { t: "s", v: network };
         action(call(ROOT, MANAGER, "CreateContainer", [image, command, options], "sasa{sv}")
                 .then(([path]) => call(path, CONTAINER, "Start", []))
                 .then(() => {
                     $("create-name").value = "";
                     $("create-command").value = "";
+                    $("create-ports").value = "";
                 }));
     }
 
@@ -423,6 +540,7 @@
         $("create-form").addEventListener("submit", create);
         $("pull-form").addEventListener("submit", pull);
         $("details-close").addEventListener("click", closeDetails);
+        $("term-form").addEventListener("submit", terminalRun);
         start();
     });
 }());

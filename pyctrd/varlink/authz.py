@@ -64,6 +64,7 @@ METHODS: dict[str, dict[str, Operation]] = {
             "Init", "Start", "Stop", "Kill", "Pause", "Unpause", "Mount", "Unmount",
             "Export", "Wait", "Remove", "Inspect", "GetStats", "RunHealthCheck")},
         "Exec": CONTAINER_OPS["Exec"],  # and its session's methods (varlink/exec.py):
+        "ExecOutput": CONTAINER_OPS["Exec"],  # Exec with its output relayed as replies
         **{f"Exec{m}": EXEC_SESSION_OPS[m] for m in ("Kill", "ResizeTerminal", "Remove")},
         **{m: EXEC_SESSION_OPS["Wait"] for m in ("ExecWait", "ExecGet", "ExecWatch")},
         # Records of OpenLog's stream, as replies: the same action and cap.

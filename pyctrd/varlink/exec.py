@@ -4,9 +4,15 @@ The same operations as D-Bus's Container.Exec and ExecSession (pyctrd.ops.exec);
 a session is named by its container and its number (the N of its D-Bus path).
 Exec's reply passes the stdio socket as a descriptor, as Export takes one.
 ExecWatch follows one session: a reply per change until it is removed.
+ExecOutput is for a caller that cannot take a descriptor (the Cockpit page,
+whose stream channel carries bytes only): the daemon holds the stdio socket
+and relays the output as `more` replies.
 """
 
+import asyncio
+import codecs
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import TypedDict
 
@@ -47,6 +53,21 @@ class ExecInfo(TypedDict):
     terminal: bool
     created_timestamp: int
     finished_timestamp: int
+
+
+class ExecOutputOptions(TypedDict, total=False):
+    env: list[str]
+    workdir: str
+    user: str
+
+
+class ExecOutputChunk(TypedDict):
+    session: int
+    data: str
+    exit_code: int
+
+
+OUTPUT_CHUNK = 1 << 16
 
 
 def exec_info(session: ExecSession) -> ExecInfo:
@@ -138,3 +159,39 @@ class ExecMethods:
                 await found.wait()
         raise LastResult(exec_info(found))
 
+    @varlinkmethod(delay_generator=False)
+    async def ExecOutput(self, *, name: str, command: list[str], stdin: str | None = None,
+                         options: ExecOutputOptions | None = None
+                         ) -> AsyncIterator[ExecOutputChunk]:
+        """Called with more: run a process in the running container without a
+        terminal, stdin given whole (or none: at its end at once), and relay its
+        output (stdout and stderr as they come, UTF-8, an invalid byte as U+FFFD)
+        as replies with exit_code -1; the last reply has its exit code. For a
+        caller that cannot take Exec's descriptor; the session is removed once it
+        has been reported. Closing the connection stops the relay, not the process."""
+        # Without more, asyncvarlink answers org.varlink.service.ExpectedMore.
+        call = current_call.get()
+        owner = StreamOwner(call.peer.uid, f"varlink:{id(call.connection)}")
+        with self.error_set.translated(name=name):
+            container = self._ops.get_container(name)
+        with self.error_set.translated(name=name, state=lambda: str(container.state)):
+            decoded = exec_ops.decode_options({**(options or {}),
+                                               "stdin": stdin is not None})
+            session, fd = await exec_ops.exec_in(self._ops, container, command, decoded,
+                                                 owner)
+        loop = asyncio.get_running_loop()
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        with socket.socket(fileno=fd) as conn:
+            conn.setblocking(False)
+            if stdin:
+                await loop.sock_sendall(conn, stdin.encode())
+            with contextlib.suppress(OSError):  # it exited before reading: no matter
+                conn.shutdown(socket.SHUT_WR)  # the end of its stdin
+            while chunk := await loop.sock_recv(conn, OUTPUT_CHUNK):
+                if text := decoder.decode(chunk):
+                    yield {"session": session.number, "data": text, "exit_code": -1}
+        code = await session.wait()
+        with contextlib.suppress(Exception):  # removed meanwhile by another caller
+            exec_ops.remove(self._ops, session)
+        raise LastResult({"session": session.number, "data": decoder.decode(b"", final=True),
+                          "exit_code": code})

@@ -27,6 +27,7 @@ from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.select import Select
 
 from integration.system_bus import SystemBus, SystemDaemon
 
@@ -247,6 +248,12 @@ def test_page_lists_follows_and_acts(cockpit: Cockpit) -> None:
         graph = c.driver.find_element(By.ID, "cpu-graph")
         c.wait(lambda: int(graph.get_attribute("data-points") or 0) >= 3,
                message="the CPU graph did not grow")
+        # the terminal: a command line runs in it (ExecOutput over Varlink), its output shows
+        c.driver.find_element(By.ID, "term-input").send_keys("echo hello-term; exit 4")
+        c.driver.find_element(By.ID, "term-run").click()
+        term = c.driver.find_element(By.ID, "term-output")
+        c.wait(lambda: "[exit 4]" in term.text, message="the terminal showed no exit")
+        assert "hello-term\n[exit 4]" in term.text, term.text
         c.shot("details")
 
         # clicking Stop stops it
@@ -254,16 +261,33 @@ def test_page_lists_follows_and_acts(cockpit: Cockpit) -> None:
         c.wait(lambda: c.state(web) == "exited", message="Stop did not stop it")
         c.wait(lambda: c.page_state("cw-web") == "exited", timeout=LIVE * 4)
 
-        # create from the page: it appears, running
+        # create from the page, with a published port and a restart policy: it
+        # appears, running, and its properties say what the form asked for
+        host_port = free_port()
         c.driver.find_element(By.ID, "create-image").send_keys("busybox")
         c.driver.find_element(By.ID, "create-name").send_keys("cw-new")
         c.driver.find_element(By.ID, "create-command").send_keys("sleep 1000")
+        c.driver.find_element(By.ID, "create-ports").send_keys(f"{host_port}:80")
+        Select(c.driver.find_element(By.ID, "create-restart")).select_by_value("on-failure")
+        networks = Select(c.driver.find_element(By.ID, "create-network"))
+        assert [o.get_attribute("value") for o in networks.options][:2] == ["", "none"]
         c.driver.find_element(By.ID, "create-button").click()
         c.wait(lambda: c.page_state("cw-new") == "running", message="create did not run it")
+        new = c.row("cw-new").get_attribute("data-path")
+        policy = c.busctl("get-property", "org.pyctrd1", new, "org.pyctrd1.Container",
+                          "RestartPolicy")
+        assert policy.strip() == 's "on-failure"', policy
+        ports = c.busctl("get-property", "org.pyctrd1", new, "org.pyctrd1.Container", "Ports")
+        assert ports.strip() == f'a(sqqs) 1 "" {host_port} 80 "tcp"', ports
         c.shot("list")
         # removed from the page: its row goes
         c.click('#containers tr[data-name="cw-new"]', "remove")
         c.wait(lambda: c.page_state("cw-new") is None, message="remove did not remove it")
+        # The row goes with InterfacesRemoved, before the removal (the port's
+        # teardown too) has finished: wait for the daemon to list it no more.
+        c.wait(lambda: '"cw-new"' not in c.busctl("call", "org.pyctrd1", "/org/pyctrd1",
+                                                  "org.pyctrd1.Manager", "ListContainers"),
+               message="the daemon still lists cw-new")
         problem = c.driver.find_element(By.ID, "problem")
         assert not problem.is_displayed(), problem.text
     finally:

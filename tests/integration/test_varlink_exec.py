@@ -138,3 +138,31 @@ def test_no_descriptor_left_behind(running: tuple[Path, str], daemon: Any) -> No
         run_coro(until_fds_back(daemon.pid, baseline))
     finally:
         client.close()
+
+
+def test_exec_output_relays_stdio_as_replies(running: tuple[Path, str]) -> None:
+    """ExecOutput: no descriptor; stdin given whole, the output as `more` replies, the
+    exit code in the last, the session removed after."""
+    path, cid = running
+    client = FdClient(path)
+    try:
+        client.send(f"{CONTAINER}.ExecOutput",
+                    {"name": cid, "command": ["sh", "-c", "cat; echo err >&2; exit 3"],
+                     "stdin": "relayed\n"}, more=True)
+        output = ""
+        for _ in range(100):  # bounded: a reply per chunk of output
+            reply, fds = client.receive_with_fds()
+            assert "error" not in reply and not fds, reply
+            params = reply["parameters"]
+            output += params["data"]
+            if not reply.get("continues"):
+                break
+            assert params["exit_code"] == -1
+        assert not reply.get("continues") and params["exit_code"] == 3, reply
+        assert output == "relayed\nerr\n"
+        gone = client.call(f"{CONTAINER}.ExecGet", {"name": cid, "session": params["session"]})
+        assert gone["error"] == f"{CONTAINER}.InvalidArgument"
+        without_more = client.call(f"{CONTAINER}.ExecOutput", {"name": cid, "command": ["true"]})
+        assert without_more["error"] == "org.varlink.service.ExpectedMore"
+    finally:
+        client.close()
