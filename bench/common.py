@@ -30,6 +30,22 @@ async def call(bus: MessageBus, path: str, iface: str, member: str, sig: str = "
     return list(reply.body)
 
 
+async def timed_lifecycle(bus: MessageBus, options: dict) -> tuple[float, float]:
+    """Create, Start, Wait and Remove /bin/true with ``options``; (the whole, Start
+    alone) in seconds."""
+    t0 = time.perf_counter()
+    (path,) = await call(bus, MANAGER_PATH, MANAGER, "CreateContainer", "sasa{sv}",
+                         ["busybox", ["/bin/true"], options])
+    t1 = time.perf_counter()
+    await call(bus, path, CONTAINER, "Start")
+    t2 = time.perf_counter()
+    (code,) = await call(bus, path, CONTAINER, "Wait")
+    await call(bus, path, CONTAINER, "Remove", "b", [False])
+    if code != 0:
+        raise RuntimeError(f"/bin/true exited {code}")
+    return time.perf_counter() - t0, t2 - t1
+
+
 def make_busybox(work: Path) -> Path:
     tarball = work / "busybox.tar"
     subprocess.run([sys.executable, str(REPO / "scripts/make-busybox-rootfs"), str(tarball)],

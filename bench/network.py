@@ -20,7 +20,6 @@ import asyncio
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 from common import (
@@ -34,6 +33,7 @@ from common import (
     machine,
     make_busybox,
     median_ms,
+    timed_lifecycle,
 )
 from dbus_fast import Variant
 from dbus_fast.aio import MessageBus
@@ -42,21 +42,6 @@ from podman import PrivatePodman, missing_note, podman_available
 WARMUP = 2
 KINDS = {"bridge": {"network": Variant("s", "bridge")},
          "none": {"network": Variant("s", "none")}}
-
-
-async def cycle(bus: MessageBus, options: dict) -> tuple[float, float]:
-    """One lifecycle; (whole, Start alone) in seconds."""
-    t0 = time.perf_counter()
-    (path,) = await call(bus, MANAGER_PATH, MANAGER, "CreateContainer", "sasa{sv}",
-                         ["busybox", ["/bin/true"], options])
-    t1 = time.perf_counter()
-    await call(bus, path, CONTAINER, "Start")
-    t2 = time.perf_counter()
-    (code,) = await call(bus, path, CONTAINER, "Wait")
-    await call(bus, path, CONTAINER, "Remove", "b", [False])
-    if code != 0:
-        raise RuntimeError(f"/bin/true exited {code}")
-    return time.perf_counter() - t0, t2 - t1
 
 
 async def measure(work: Path, n: int, podman: PrivatePodman | None) -> dict:
@@ -86,7 +71,7 @@ async def measure(work: Path, n: int, podman: PrivatePodman | None) -> dict:
             for i in range(n + WARMUP):
                 order = list(KINDS) if i % 2 else list(reversed(KINDS))
                 for kind in order:
-                    whole, start = await cycle(bus, KINDS[kind])
+                    whole, start = await timed_lifecycle(bus, KINDS[kind])
                     if i >= WARMUP:
                         times[kind].append(whole)
                         times[f"start {kind}"].append(start)
