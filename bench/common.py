@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from dbus_fast import Message, MessageType
+from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 REPO = Path(__file__).resolve().parent.parent
@@ -17,6 +17,9 @@ BUS = "org.pyctrd1"
 MANAGER_PATH = "/org/pyctrd1"
 MANAGER = "org.pyctrd1.Manager"
 CONTAINER = "org.pyctrd1.Container"
+# The baselines (raw runc, conmon+runc, podman --network none) have no network:
+# pyctrd's containers here neither, now that the bridge is the default.
+NO_NETWORK = {"network": Variant("s", "none")}
 
 
 async def call(bus: MessageBus, path: str, iface: str, member: str, sig: str = "",

@@ -35,6 +35,7 @@ from common import (
     CONTAINER,
     MANAGER,
     MANAGER_PATH,
+    NO_NETWORK,
     Daemon,
     PrivateBus,
     append_section,
@@ -121,7 +122,7 @@ async def open_writer(fifo: Path, timeout: float = 10.0) -> int:
 
 async def one_run(bus: MessageBus, watcher: Watcher, fifo: Path) -> dict[str, float]:
     os.mkfifo(fifo)
-    options = {"mounts": Variant("a(sss)", [[str(fifo), "/trigger", "bind"]])}
+    options = {**NO_NETWORK, "mounts": Variant("a(sss)", [[str(fifo), "/trigger", "bind"]])}
     (path,) = await call(bus, MANAGER_PATH, MANAGER, "CreateContainer", "sasa{sv}",
                          ["busybox", ["sh", "-c", "read x < /trigger; exit 3"], options])
     try:

@@ -34,6 +34,7 @@ from common import (
     CONTAINER,
     MANAGER,
     MANAGER_PATH,
+    NO_NETWORK,
     Daemon,
     PrivateBus,
     append_section,
@@ -110,7 +111,7 @@ async def measure(work: Path, n: int, use_podman: bool) -> dict[str, list[float]
         await call(bus, MANAGER_PATH, MANAGER, "ImportImage", "hs", [0, "busybox"], [fd])
         os.close(fd)
         (path,) = await call(bus, MANAGER_PATH, MANAGER, "CreateContainer", "sasa{sv}",
-                             ["busybox", ["sleep", "1000000"], {}])
+                             ["busybox", ["sleep", "1000000"], NO_NETWORK])
         await call(bus, path, CONTAINER, "Start")
         ours = PyctrdExec(bus, path)
         raw = RawRunc(work / "run" / "runtime", path.rsplit("/", 1)[1])

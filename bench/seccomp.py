@@ -22,6 +22,7 @@ from pathlib import Path
 from common import (
     MANAGER,
     MANAGER_PATH,
+    NO_NETWORK,
     Daemon,
     PrivateBus,
     append_section,
@@ -36,7 +37,6 @@ from dbus_fast.aio import MessageBus
 
 WARMUP = 3
 # network "none" in both: the bridge, now the default, would swamp the filter's cost.
-NO_NETWORK = {"network": Variant("s", "none")}
 KINDS = {"default profile": NO_NETWORK,
          "unconfined": {**NO_NETWORK, "seccomp": Variant("s", "unconfined")}}
 

@@ -37,6 +37,7 @@ from common import (
     CONTAINER,
     MANAGER,
     MANAGER_PATH,
+    NO_NETWORK,
     REPO,
     Daemon,
     PrivateBus,
@@ -84,7 +85,8 @@ async def create_and_start(address: str, tarball: Path, count: int, clients: int
     paths = []
     for i in range(count):
         (path,) = await call(setup, MANAGER_PATH, MANAGER, "CreateContainer", "sasa{sv}",
-                             ["busybox", ["sleep", "1000"], {"name": Variant("s", f"s{i}")}])
+                             ["busybox", ["sleep", "1000"],
+                              {**NO_NETWORK, "name": Variant("s", f"s{i}")}])
         paths.append(path)
     create_s = time.perf_counter() - t0
     setup.disconnect()

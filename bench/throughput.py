@@ -24,6 +24,7 @@ from common import (
     CONTAINER,
     MANAGER,
     MANAGER_PATH,
+    NO_NETWORK,
     Daemon,
     PrivateBus,
     append_section,
@@ -50,7 +51,7 @@ async def pyctrd_run(address: str, tarball: Path, lifecycles: int,
         for _ in todo:  # one shared iterator: each lifecycle is taken once
             try:
                 (path,) = await call(bus, MANAGER_PATH, MANAGER, "CreateContainer",
-                                     "sasa{sv}", ["busybox", ["/bin/true"], {}])
+                                     "sasa{sv}", ["busybox", ["/bin/true"], NO_NETWORK])
                 await call(bus, path, CONTAINER, "Start")
                 (code,) = await call(bus, path, CONTAINER, "Wait")
                 await call(bus, path, CONTAINER, "Remove", "b", [False])
