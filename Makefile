@@ -6,14 +6,15 @@ PYTHON ?= python3
 VENV := .venv
 
 # Debian packages the daemon, the test suite and the README's examples need
-# (systemd for busctl, libglib2.0-bin for gdbus). python3-venv and python3-dev
+# (systemd for busctl, libglib2.0-bin for gdbus; uidmap, passt and slirp4netns
+# for a user's own rootless daemon). python3-venv and python3-dev
 # are added by `deps` only when $(PYTHON) lacks venv/ensurepip or Python.h
 # (dbus-python, needed by python-dbusmock, builds from source).
 # python3-pip/-setuptools/-wheel: `make install` builds and installs offline
 # with Debian's python3 (tests/test_install.py runs it).
 APT_PACKAGES := dbus runc crun conmon busybox-static polkitd systemd gettext locales \
 	libdbus-1-dev libglib2.0-dev libglib2.0-dev-bin libglib2.0-bin pkg-config gcc tar \
-	zstd iproute2 \
+	zstd iproute2 uidmap passt slirp4netns \
 	skopeo umoci python3-pip python3-setuptools python3-wheel netavark aardvark-dns \
 	docker-registry apache2-utils openssl \
 	cockpit-ws cockpit-bridge chromium chromium-driver \

@@ -19,6 +19,8 @@ from pyctrd.ops.authority import Authority
 from pyctrd.ops.names import VARLINK_SOCKET_NAME
 from pyctrd.ops.operations import Operations
 from pyctrd.ops.polkit import PolkitClient
+from pyctrd.rootless import userns
+from pyctrd.rootless.userns import RootlessError
 from pyctrd.rootlock import AlreadyLocked, RootLock
 from pyctrd.settings import Settings, SettingsError
 from pyctrd.varlink.server import VarlinkServer
@@ -28,6 +30,7 @@ log = logging.getLogger("pyctrd")
 # Exit statuses besides 0 (clean stop) and 1 (a failure, e.g. the bus name taken).
 EXIT_CONFIG = 2  # a bad flag or config file
 EXIT_LOCKED = 3  # another pyctrd holds --root or --run-root
+EXIT_NO_USERNS = 4  # a user's own daemon could not set up its user namespace
 
 
 async def serve(settings: Settings) -> int:
@@ -35,7 +38,7 @@ async def serve(settings: Settings) -> int:
     oci = OCIRuntime(settings.runtime, layout.runtime_root, settings.runtime_timeout)
     engine = Engine(layout, oci, Conmon(oci, settings.conmon),
                     log_size_max=settings.log_size_max,
-                    import_max_bytes=settings.import_max_bytes)
+                    import_max_bytes=settings.import_max_bytes, rootless=settings.rootless)
     engine.transfers.configure(auth_file=settings.registry_auth_file,
                                registries_conf=settings.registries_conf,
                                policy=settings.signature_policy)
@@ -43,7 +46,7 @@ async def serve(settings: Settings) -> int:
     await engine.recover()
     operations = Operations(engine)
     bus_type = BusType.SESSION if settings.bus == "session" else BusType.SYSTEM
-    bus = await connect(bus_type)
+    bus = await connect(bus_type, kernel_uid=settings.rootless)
     # On a user's session bus (and its 0600 socket) only that user can call us:
     # no polkit there. One Authority guards D-Bus and Varlink alike.
     authority = Authority(PolkitClient(bus)) if settings.bus == "system" else None
@@ -90,6 +93,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_CONFIG)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(levelname)s %(name)s: %(message)s")
+    if settings.rootless:
+        # First, while single-threaded: everything after runs inside, as root there.
+        try:
+            namespace = userns.enter(settings.run_root)
+        except (RootlessError, OSError) as err:
+            print(f"pyctrd: {err}", file=sys.stderr)
+            sys.exit(EXIT_NO_USERNS)
+        log.info("rootless: in the user namespace of pause process %d%s", namespace.pause_pid,
+                 " (made now)" if namespace.created else "")
     # Before anything under the roots is read or cleaned: another daemon may be
     # importing into tmp or running containers from them.
     lock = RootLock(settings.root, settings.run_root)

@@ -49,6 +49,8 @@ class Settings:
     registry_auth_file: Path | None = None  # credentials used when a pull brings none
     registries_conf: Path | None = None  # None: /etc/containers/registries.conf
     signature_policy: Path | None = None  # None: /etc/containers/policy.json
+    # an unprivileged user's daemon: it joins a user namespace (pyctrd/rootless)
+    rootless: bool = False
 
 
 def parser() -> argparse.ArgumentParser:
@@ -96,6 +98,7 @@ def load(argv: list[str] | None = None) -> Settings:
         registry_auth_file=_optional_path(config.get("registry_auth_file")),
         registries_conf=_optional_path(config.get("registries_conf")),
         signature_policy=_optional_path(config.get("signature_policy")),
+        rootless=session and os.geteuid() != 0,
     )
 
 

@@ -33,6 +33,7 @@ from dbus_fast import BusType, Message, MessageFlag, MessageType
 from dbus_fast import introspection as intr
 from dbus_fast.aio import MessageBus
 from dbus_fast.aio.message_bus import _MessageWriter
+from dbus_fast.auth import UID_NOT_SPECIFIED, AuthExternal
 from dbus_fast.service import ServiceInterface
 
 from pyctrd.bus.authz import CallGuard, operation_of
@@ -253,8 +254,13 @@ def _needing_reply(handler: Any, name: str) -> Any:
     return handle
 
 
-async def connect(bus_type: BusType, address: str | None = None) -> PyctrdBus:
-    bus = PyctrdBus(bus_address=address, bus_type=bus_type, negotiate_unix_fd=True)
+async def connect(bus_type: BusType, address: str | None = None,
+                  kernel_uid: bool = False) -> PyctrdBus:
+    """``kernel_uid``: let the bus take our uid from the socket. In a user
+    namespace our uid (0) is not the one the bus sees (the user's)."""
+    auth = AuthExternal(UID_NOT_SPECIFIED) if kernel_uid else None
+    bus = PyctrdBus(bus_address=address, bus_type=bus_type, negotiate_unix_fd=True,
+                    auth=auth)
     bus._replying = {}
     bus.callers = Callers(bus)
     bus.add_message_handler(bus.note_call)  # None: never answers, only notes

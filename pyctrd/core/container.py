@@ -126,6 +126,7 @@ class ContainerEnv:
     listener: ChangeListener
     log_size_max: int = -1
     networks: Networks | None = None  # None: bridge networks are unavailable
+    rootless: bool = False  # a user's own daemon, in its user namespace
 
 
 class Container:
@@ -486,6 +487,7 @@ class Container:
                     netns_path=str(network.netns) if network else "",
                     etc_files={k: str(v) for k, v in network.etc_files.items()}
                     if network else {},
+                    rootless=env.rootless,
                 ))
                 data = json.dumps(spec).encode()
             with failing_as(RuntimeFailed, "writing the runtime spec"):
@@ -583,7 +585,10 @@ class Container:
                     await oci.resume(self.id)
                     self._resumed()
                 try:
-                    await oci.kill(self.id, signal.SIGKILL, all_processes=True)
+                    # --all walks the cgroup; a rootless container has none of its own
+                    # (SIGKILL to its pid namespace's init ends the rest anyway).
+                    await oci.kill(self.id, signal.SIGKILL,
+                                   all_processes=not self._env.rootless)
                 except RuntimeFailed:
                     if self._is_current(run):
                         raise

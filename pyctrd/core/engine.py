@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pyctrd import __version__
+from pyctrd.core.cgroupoptions import refuse_without_cgroup
 from pyctrd.core.config import ContainerConfig, build_config
 from pyctrd.core.container import Container, ContainerEnv, ContainerStatus
 from pyctrd.core.events import EventLog, EventRecorder
@@ -101,7 +102,7 @@ class Engine:
     def __init__(self, layout: Layout, oci: OCIRuntimePort | None = None,
                  conmon: MonitorPort | None = None, *, log_size_max: int = -1,
                  storage: RootfsPort | None = None, import_max_bytes: int = 0,
-                 network: NetworkPort | None = None) -> None:
+                 network: NetworkPort | None = None, rootless: bool = False) -> None:
         """``oci``, ``conmon``, ``storage`` and ``network`` default to runc (from PATH),
         conmon, overlay mounts and netavark; a test passes fakes (core/ports.py). With a
         fake runtime and no ``network``, bridge networks are unavailable."""
@@ -120,6 +121,7 @@ class Engine:
         guarded_storage = GuardedStorage(storage)
         self.layout = layout
         self.oci = oci
+        self.rootless = rootless
         self.store = Database(layout.database)
         self.volumes = Volumes(layout.root / "volumes", self.store)  # core/volumes.py
         self.listener = Listeners()
@@ -148,7 +150,8 @@ class Engine:
         self._env = ContainerEnv(layout=layout, store=self.store, oci=guarded_oci,
                                  monitor=guarded_monitor, storage=guarded_storage,
                                  layer_paths=self.layer_paths, listener=self,
-                                 log_size_max=log_size_max, networks=self.networks)
+                                 log_size_max=log_size_max, networks=self.networks,
+                                 rootless=rootless)
         # Exec sessions (core/exec.py) end with their container: it listens for that.
         self.execs = ExecSessions(ConmonExec(oci, getattr(conmon, "path", None))
                                   if isinstance(oci, OCIRuntime) else None,
@@ -257,6 +260,8 @@ class Engine:
 
     def create_container(self, image_ref: str, command: list[str],
                          options: dict[str, Any]) -> Container:
+        if self.rootless:
+            refuse_without_cgroup(options)
         image = self.lookup_image(image_ref)
         name = options.get("name")
         if name and name in self._names:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pyctrd.errors import InvalidArgument
+from pyctrd.rootless.userns import in_user_namespace
 
 # podman's --ulimit names → the rlimit (RLIMIT_* in the OCI spec).
 NAMES = {
@@ -50,7 +51,12 @@ def current(name: str) -> tuple[int, int]:
 
 @functools.cache
 def can_raise(status: Path = Path("/proc/self/status")) -> bool:
-    """Whether this daemon may raise hard limits (CAP_SYS_RESOURCE effective)."""
+    """Whether this daemon may raise hard limits (CAP_SYS_RESOURCE effective).
+
+    In a user namespace (a user's own daemon) the capability is that
+    namespace's, and the kernel asks for the initial namespace's."""
+    if in_user_namespace():
+        return False
     for line in status.read_text().splitlines():
         if line.startswith("CapEff:"):
             return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)

@@ -58,6 +58,8 @@ class SpecInput:
     # the files bind-mounted over /etc/resolv.conf, /etc/hosts, /etc/hostname.
     netns_path: str = ""
     etc_files: dict[str, str] = field(default_factory=dict)
+    # A user's own daemon (rootless): no cgroup of our own to put it in.
+    rootless: bool = False
 
 
 def build_spec(inp: SpecInput) -> dict[str, Any]:
@@ -74,10 +76,12 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
     elif not inp.network_host:
         namespaces.append({"type": "network"})
     linux: dict[str, Any] = {
-        "cgroupsPath": f"/pyctrd/{inp.cid}",
         "resources": _resources(inp),
         "namespaces": namespaces,
     }
+    if not inp.rootless:
+        # Rootless, runc ignores a cgroup it may not make only when none is named.
+        linux["cgroupsPath"] = f"/pyctrd/{inp.cid}"
     if inp.privileged:
         # podman --privileged: the host's devices, nothing masked or read-only.
         linux["devices"] = host_devices()
@@ -119,8 +123,7 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
          "options": ["rbind", "nosuid", "noexec", "nodev"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         "options": ["nosuid", "noexec", "nodev", "rw" if inp.privileged else "ro"]},
+        _sys_mount(inp),
     ]
     # As podman: generated files, bind-mounted (a caller's mount of one wins).
     mine = {destination for _source, destination, _options in inp.mounts}
@@ -135,6 +138,17 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
         mounts.append({"destination": destination, "type": "bind", "source": source,
                        "options": opts})
     return mounts
+
+
+def _sys_mount(inp: SpecInput) -> dict[str, Any]:
+    ro_or_rw = "rw" if inp.privileged else "ro"
+    if inp.rootless and inp.network_host:
+        # sysfs may be mounted only by the owner of the network namespace: the
+        # host's is not ours, so the host's /sys is bound, as podman does.
+        return {"destination": "/sys", "type": "bind", "source": "/sys",
+                "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev", ro_or_rw]}
+    return {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", ro_or_rw]}
 
 
 def _resources(inp: SpecInput) -> dict[str, Any]:

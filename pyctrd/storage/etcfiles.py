@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pyctrd.errors import InvalidArgument
+from pyctrd.storage import overlayxattrs
 
 
 def _is_number(text: str) -> bool:
@@ -132,6 +133,6 @@ def _read_in_layer(layer: Path, filename: str) -> str | None:
 
 def _is_opaque(dir_fd: int) -> bool:
     try:
-        return os.getxattr(dir_fd, "trusted.overlay.opaque") == b"y"
+        return os.getxattr(dir_fd, overlayxattrs.opaque()) == b"y"
     except OSError:
         return False

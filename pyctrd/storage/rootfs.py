@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyctrd.errors import StorageFailed
-from pyctrd.storage import mounts
+from pyctrd.storage import mounts, overlayxattrs
 from pyctrd.storage.trees import remove_tree
 
 SHM_SIZE = "65536k"
@@ -60,7 +60,7 @@ def mount_rootfs(paths: RootfsPaths) -> Path:
     if mounts.is_mountpoint(paths.merged):
         return paths.merged
     create(paths)
-    rest = f",upperdir={paths.upper},workdir={paths.work}"
+    rest = f",upperdir={paths.upper},workdir={paths.work}{overlayxattrs.mount_options()}"
     options = "lowerdir=" + ":".join(str(p) for p in paths.lower) + rest
     try:
         if len(options.encode()) <= OPTIONS_MAX:

@@ -34,15 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from pyctrd.errors import InvalidArgument, StorageFailed
-from pyctrd.storage import beneath, trees
+from pyctrd.storage import beneath, overlayxattrs, trees
 from pyctrd.storage.streams import CHUNK, Reader
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 AUFS_META_PREFIX = ".wh..wh."  # aufs' own bookkeeping (.wh..wh.plnk, ...): dropped
-OPAQUE_XATTR = "trusted.overlay.opaque"
 # overlayfs trusts these on lower layers; an archive must not forge them
-FORBIDDEN_XATTR_PREFIX = "trusted.overlay."
+FORBIDDEN_XATTR_PREFIXES = overlayxattrs.ALL_PREFIXES
 # the disk's problems, not the archive's
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM}
 FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -204,7 +203,7 @@ class _Unpacker:
     def _apply_whiteout(self, parts: tuple[str, ...], member: tarfile.TarInfo) -> None:
         parent = self._parent(parts)
         if parts[-1] == OPAQUE_MARKER:
-            os.setxattr(parent, OPAQUE_XATTR, b"y")
+            os.setxattr(parent, overlayxattrs.opaque(), b"y")
             return
         target = parts[-1].removeprefix(WHITEOUT_PREFIX)
         if target in ("", ".", ".."):
@@ -422,7 +421,7 @@ def _xattrs(member: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
                 raise InvalidArgument(f"the archive has a malformed xattr {name!r}") from err
         else:
             continue
-        if name.startswith(FORBIDDEN_XATTR_PREFIX):
+        if name.startswith(FORBIDDEN_XATTR_PREFIXES):
             continue
         yield name, data
 

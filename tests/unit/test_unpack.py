@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from pyctrd.errors import InvalidArgument
-from pyctrd.storage.unpack import OPAQUE_XATTR, unpack_layer
+from pyctrd.storage.overlayxattrs import opaque
+from pyctrd.storage.unpack import unpack_layer
+
+OPAQUE_XATTR = opaque()
 
 MTIME = 1_600_000_000
 

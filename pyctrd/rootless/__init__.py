@@ -1,0 +1,1 @@
+"""A user's own daemon: the user namespace it runs in (rootless mode)."""
