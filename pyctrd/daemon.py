@@ -19,6 +19,7 @@ from pyctrd.ops.authority import Authority
 from pyctrd.ops.names import VARLINK_SOCKET_NAME
 from pyctrd.ops.operations import Operations
 from pyctrd.ops.polkit import PolkitClient
+from pyctrd.registry.skopeo import write_registries_d
 from pyctrd.rootless import userns
 from pyctrd.rootless.userns import RootlessError
 from pyctrd.rootlock import AlreadyLocked, RootLock
@@ -41,7 +42,10 @@ async def serve(settings: Settings) -> int:
                     import_max_bytes=settings.import_max_bytes, rootless=settings.rootless)
     engine.transfers.configure(auth_file=settings.registry_auth_file,
                                registries_conf=settings.registries_conf,
-                               policy=settings.signature_policy)
+                               policy=settings.signature_policy,
+                               registries_d=settings.registries_d)
+    if settings.registries_d == layout.root / "registries.d":  # ours (settings.py)
+        write_registries_d(settings.registries_d, layout.root / "sigstore")
     engine.load()
     await engine.recover()
     operations = Operations(engine)

@@ -27,6 +27,7 @@ CONFIG_KEYS: dict[str, type] = {
     "registry_auth_file": str,
     "registries_conf": str,
     "signature_policy": str,
+    "registries_d": str,
 }
 
 
@@ -51,6 +52,7 @@ class Settings:
     signature_policy: Path | None = None  # None: /etc/containers/policy.json
     # an unprivileged user's daemon: it joins a user namespace (pyctrd/rootless)
     rootless: bool = False
+    registries_d: Path | None = None  # None: /etc/containers/registries.d
 
 
 def parser() -> argparse.ArgumentParser:
@@ -82,11 +84,13 @@ def load(argv: list[str] | None = None) -> Settings:
     else:
         default_root, default_run = Path("/var/lib/pyctrd"), Path("/run/pyctrd")
     log_level = pick(args.log_level, "log_level", "info")
+    rootless = session and os.geteuid() != 0
+    root = Path(pick(args.root, "root", default_root)).absolute()
     if log_level not in LOG_LEVELS:
         raise SettingsError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     return Settings(
         bus=args.bus,
-        root=Path(pick(args.root, "root", default_root)).absolute(),
+        root=root,
         run_root=Path(pick(args.run_root, "run_root", default_run)).absolute(),
         runtime=_find_binary(pick(args.runtime, "runtime", "runc"), "runtime"),
         conmon=_find_binary(pick(args.conmon, "conmon", "conmon"), "conmon"),
@@ -98,8 +102,18 @@ def load(argv: list[str] | None = None) -> Settings:
         registry_auth_file=_optional_path(config.get("registry_auth_file")),
         registries_conf=_optional_path(config.get("registries_conf")),
         signature_policy=_optional_path(config.get("signature_policy")),
-        rootless=session and os.geteuid() != 0,
+        rootless=rootless,
+        registries_d=_optional_path(config.get("registries_d")) or (
+            _user_registries_d(root) if rootless else None),
     )
+
+
+def _user_registries_d(root: Path) -> Path:
+    """The user's own registries.d, else an empty one of ours: the system's sends
+    signature lookups to root's /var/lib/containers/sigstore, which a user cannot
+    read (and skopeo, root in our user namespace, would try)."""
+    own = Path(BaseDirectory.xdg_config_home) / "containers" / "registries.d"
+    return own if own.is_dir() else root / "registries.d"
 
 
 def _optional_path(value: str | None) -> Path | None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pyctrd.core import inspect as inspect_output
+from pyctrd.core.cgroupoptions import refuse_cgroup_call
 from pyctrd.core.config import ContainerConfig, now_us
 from pyctrd.core.faults import checkpoint
 from pyctrd.core.guarded import failing_as
@@ -253,7 +254,14 @@ class Container:
             await self._on_live_process("Kill", self._env.oci.kill(self.id, sig))
             checkpoint("kill:sent")
 
+    @property
+    def has_own_cgroup(self) -> bool:
+        """False for a user's own daemon's containers (core/cgroupoptions.py)."""
+        return not self._env.rootless
+
     async def pause(self) -> None:
+        if not self.has_own_cgroup:  # the freezer is a cgroup's
+            refuse_cgroup_call("Pause", self.name)
         async with self.lock:
             self._check("Pause")
             await self._on_live_process("Pause", self._env.oci.pause(self.id))
@@ -263,6 +271,8 @@ class Container:
             self.update_status(state=State.PAUSED)
 
     async def unpause(self) -> None:
+        if not self.has_own_cgroup:
+            refuse_cgroup_call("Unpause", self.name)
         async with self.lock:
             self._check("Unpause")
             await self._on_live_process("Unpause", self._env.oci.resume(self.id))

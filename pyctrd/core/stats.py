@@ -1,5 +1,6 @@
 """A container's resource figures (GetStats), from its cgroup and network namespace."""
 
+from pyctrd.core.cgroupoptions import refuse_cgroup_call
 from pyctrd.core.container import Container
 from pyctrd.core.state import WITH_PID
 from pyctrd.errors import InvalidState, NoSuchContainer
@@ -14,6 +15,8 @@ def container_stats(container: Container) -> dict[str, int]:
     """The figures of a running or paused container (InvalidState otherwise)."""
     if container.removed:
         raise NoSuchContainer(f"container {container.name} has been removed")
+    if not container.has_own_cgroup:  # the session's cgroup would be read instead
+        refuse_cgroup_call("GetStats", container.name)
     pid = container.status.init_pid
     if container.state not in WITH_PID or pid <= 0:
         raise InvalidState(f"cannot GetStats of container {container.name}: it is "

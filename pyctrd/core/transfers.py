@@ -43,9 +43,10 @@ class Transfers:
         self.registries_conf = registries_conf
 
     def configure(self, *, auth_file: Path | None, registries_conf: Path | None,
-                  policy: Path | None) -> None:
+                  policy: Path | None, registries_d: Path | None = None) -> None:
         """The daemon config's registry settings (None: skopeo's defaults)."""
         self.skopeo.auth_file = auth_file
+        self.skopeo.registries_d = registries_d
         self.skopeo.policy = policy
         self.skopeo.registries_conf = registries_conf
         if registries_conf is not None:

@@ -62,14 +62,17 @@ def check_options(options: TransferOptions) -> None:
 class Skopeo:
     def __init__(self, path: str = "skopeo", *, private_dir: Path,
                  registries_conf: Path | None = None, policy: Path | None = None,
-                 auth_file: Path | None = None) -> None:
+                 auth_file: Path | None = None, registries_d: Path | None = None) -> None:
         """``private_dir``: a 0700 directory for the per-call auth files;
-        ``auth_file``: the daemon-wide credentials used when a call brings none."""
+        ``auth_file``: the daemon-wide credentials used when a call brings none;
+        ``registries_d``: where signature lookaside is configured (None: skopeo's
+        default, /etc/containers/registries.d)."""
         self.path = path
         self.private_dir = private_dir
         self.registries_conf = registries_conf
         self.policy = policy
         self.auth_file = auth_file
+        self.registries_d = registries_d
 
     # credentials
 
@@ -101,6 +104,8 @@ class Skopeo:
         argv = [self.path]
         if self.policy is not None:
             argv += ["--policy", str(self.policy)]
+        if self.registries_d is not None:
+            argv += ["--registries.d", str(self.registries_d)]
         if options.platform:
             parts = options.platform.split("/")
             argv += ["--override-os", parts[0], "--override-arch", parts[1]]
@@ -206,7 +211,7 @@ _CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
      "TLS verification of the registry failed ({detail}); install its CA certificate "
      "under /etc/containers/certs.d/REGISTRY/ or pass tls_verify=false"),
     (re.compile(r"unauthorized|authentication required|invalid username/password|"
-                r"denied|403 Forbidden", re.I),
+                r"access to the resource is denied|403 Forbidden", re.I),
      "the registry refused the credentials for {what} ({detail}); check the user "
      "name and password"),
     (re.compile(r"manifest unknown|name unknown|not found|repository .* not exist", re.I),
@@ -230,3 +235,20 @@ def registry_error(stderr: str, what: str) -> RegistryFailed:
         if pattern.search(detail):
             return RegistryFailed(message.format(what=what, detail=detail))
     return RegistryFailed(f"transferring {what} failed: {detail}")
+
+
+def write_registries_d(directory: Path, lookaside: Path) -> None:
+    """A registries.d whose signature lookaside is ``lookaside``.
+
+    With no registries.d entry, containers/image reads signatures of every image
+    from /var/lib/containers/sigstore when it runs as uid 0, as skopeo does in
+    a user's own daemon's namespace; there the user may not read it.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    lookaside.mkdir(parents=True, exist_ok=True)
+    config = directory / "default.yaml"
+    text = f"default-docker:\n  lookaside: file://{lookaside}\n"
+    if not config.exists() or config.read_text() != text:
+        tmp = config.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, config)

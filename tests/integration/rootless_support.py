@@ -207,10 +207,9 @@ class UserSession:
 
     def start(self) -> None:
         """Start the daemon and wait until it owns its name."""
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.user.argv(self.daemon_argv()), stdout=log,
-                                     stderr=subprocess.STDOUT)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.user.argv(self.daemon_argv()), stdout=log,
+                                         stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

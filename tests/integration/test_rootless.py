@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.registry import Registry, build_layered
 
-from integration.rootless_support import TestUser, UserSession
+from integration.rootless_support import SYSTEM_PYTHON, TestUser, UserSession
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/newuidmap").exists(),
                                 reason="needs Debian's uidmap (make test installs it)")
@@ -151,8 +153,14 @@ def test_limits_are_not_supported_without_a_delegated_cgroup(session: UserSessio
          "{'pids_limit': <uint64 10>, 'network': <'none'>}"], env=session.env())
     assert done.returncode != 0 and "org.pyctrd1.Error.NotSupported" in done.stderr
     assert session.ok("ps", "-aq").strip() == ""
-    # without limits, the same works
-    session.ok("run", "--rm", "--network", "none", "busybox", "true")
+    # without limits, the same works; pausing and stats, which need the cgroup too,
+    # are refused on a running container, which keeps running
+    session.ok("run", "-d", "--name", "nocg", "--network", "none", "busybox", "sleep", "1000")
+    for verb in (["pause"], ["unpause"], ["stats", "--no-stream"]):
+        done = session.pyctr(*verb, "nocg")
+        assert done.returncode != 0 and "needs a cgroup of the container's own" in done.stderr
+    assert session.ok("inspect", "--format", "{{.State.Status}}", "nocg").strip() == "running"
+    session.ok("rm", "-f", "-t", "0", "nocg")
 
 
 def test_a_user_without_subordinate_ids_gets_one_clear_error(
@@ -171,3 +179,55 @@ def test_a_user_without_subordinate_ids_gets_one_clear_error(
     finally:
         session.close()
         user.remove()
+
+
+def test_pull_from_a_local_registry(session: UserSession, busybox_tar: Path,
+                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+    if not shutil.which("docker-registry") or not shutil.which("umoci"):
+        pytest.skip("needs docker-registry and umoci (make deps installs them)")
+    layout = build_layered(busybox_tar, tmp_path_factory.mktemp("rl-layered"),
+                           [{"etc/second": b"second layer\n"}])
+    registry = Registry(tmp_path_factory.mktemp("rl-registry")).start()
+    try:
+        ref = registry.push(f"oci:{layout}:top", "test/top:v1")
+        session.ok("pull", "--tls-verify=false", ref)
+        out = session.ok("run", "--rm", "--network", "none", ref,
+                         "sh", "-c", "cat /etc/second; stat -c %u /bin/busybox")
+        assert out.split() == ["second", "layer", "0"]
+        session.ok("rmi", ref)
+    finally:
+        registry.stop()
+
+
+def test_two_users_daemons_side_by_side_each_sees_only_its_own(
+        session: UserSession) -> None:
+    other_user = TestUser("pyctrd-rl2")
+    other = UserSession(other_user, Path(f"/tmp/pyctrd-rootless-{os.getpid()}-rl2"))
+    try:
+        other.start_bus()
+        other.start()
+        image = other.base / "busybox.tar"
+        shutil.copy(session.base / "busybox.tar", image)
+        os.chown(image, other_user.uid, other_user.gid)
+        other.ok("image", "import", str(image), "busybox")
+        mine = session.ok("run", "-d", "--name", "same-name", "--network", "none",
+                          "busybox", "sleep", "1000").strip()
+        theirs = other.ok("run", "-d", "--name", "same-name", "--network", "none",
+                          "busybox", "sleep", "1000").strip()
+        assert mine != theirs
+        assert session.ok("ps", "-aq", "--no-trunc").split() == [mine]
+        assert other.ok("ps", "-aq", "--no-trunc").split() == [theirs]
+        # separate namespaces, separate ranges
+        assert (os.readlink(f"/proc/{session.daemon_pid()}/ns/user")
+                != os.readlink(f"/proc/{other.daemon_pid()}/ns/user"))
+        # one user cannot reach the other's daemon, on the bus or on Varlink
+        env = {**other.env(), "DBUS_SESSION_BUS_ADDRESS": session.address,
+               "XDG_RUNTIME_DIR": str(session.runtime_dir)}
+        code = "import sys; sys.argv[0] = 'pyctr'; from pyctrd.cli.main import main; main()"
+        done = other_user.run([str(SYSTEM_PYTHON), "-c", code, "--user", "ps", "-a"], env=env)
+        assert done.returncode != 0 and mine[:12] not in done.stdout
+        other.ok("rm", "-f", "-t", "0", "same-name")
+        session.ok("rm", "-f", "-t", "0", "same-name")
+    finally:
+        other.close()
+        other_user.remove()
