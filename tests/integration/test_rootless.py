@@ -124,6 +124,10 @@ def test_mount_is_inside_the_daemons_mount_namespace(session: UserSession) -> No
         assert any(line.split()[4] == point for line in f)
     with open("/proc/self/mountinfo") as f:  # not the host's
         assert not any(line.split()[4] == point for line in f)
+    # the user reaches it as README says
+    pause = (session.run_root / "pause.pid").read_text().strip()
+    done = session.user.run(["nsenter", "-U", "-m", "-t", pause, "ls", point])
+    assert done.returncode == 0 and "bin" in done.stdout.split(), done.stderr
     session.ok("umount", "mnt")
     session.ok("rm", "mnt")
 
