@@ -8,6 +8,9 @@
 
 Both run on a plain extracted rootfs (no overlay mount, no /dev/shm mount),
 which pyctrd does per container: that work is part of what pyctrd costs.
+The spec is `runc spec`'s, unless a spec is given (pyctrd's own, with its
+seccomp profile, masked paths and mounts: what the runtime itself costs for
+pyctrd's containers, apart from the daemon).
 """
 
 import itertools
@@ -17,6 +20,7 @@ import select
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +35,12 @@ class Bench:
     runtime: str  # path of runc or crun
     tarball: Path
     conmon: str = field(default_factory=lambda: shutil.which("conmon") or "/usr/bin/conmon")
+    # a spec maker (rootfs, shm dir → config.json's dict); None: `runc spec`'s
+    make_spec: Callable[[Path, Path], dict] | None = None
+    name: str = ""
 
     def __post_init__(self) -> None:
-        name = Path(self.runtime).name
+        name = self.name or Path(self.runtime).name
         self.dir = self.work / f"baseline-{name}"
         self.rootfs = self.dir / "rootfs"
         self.rootfs.mkdir(parents=True)
@@ -45,6 +52,10 @@ class Bench:
         spec["process"]["terminal"] = False
         spec["process"]["args"] = ["/bin/true"]
         spec["root"] = {"path": str(self.rootfs), "readonly": True}
+        if self.make_spec is not None:
+            shm = self.dir / "shm"
+            shm.mkdir()
+            spec = self.make_spec(self.rootfs, shm)
         self.spec = json.dumps(spec)
         self.root = self.dir / "state"  # the runtime's --root
         self.exits = self.dir / "exits"

@@ -8,11 +8,14 @@ round-robin so that a busy machine slows every column alike:
   client (the daemon started with `--runtime`);
 - conmon+runtime: the same cycle without a daemon (bench/baseline.py), on a
   plain extracted rootfs (pyctrd mounts an overlay and a /dev/shm per container);
+- the same with pyctrd's own config.json (its seccomp profile, masked paths,
+  mounts): what the runtime costs for pyctrd's containers, so that the rest of
+  the difference is the daemon's own;
 - `runtime run` of the same bundle;
 - `podman run --rm --network none` of the same busybox image (`podman import`),
   with a private config (bench/podman.py); skipped when podman is missing.
 
-Ratios are against the conmon+runtime cycle (target: pyctrd ≤ 1.3x). crun
+Ratios are against the conmon+runtime cycle (target: pyctrd ≤ 1.15x, issue 20). crun
 1.8.1 refuses hosts with hybrid cgroups; when it does, the crun set is rerun
 in a private mount namespace with /sys/fs/cgroup/unified unmounted and
 labelled so (--no-crun-unshare to skip that).
@@ -50,14 +53,23 @@ from common import (
 from dbus_fast.aio import MessageBus
 from podman import PrivatePodman, missing_note, podman_available
 
+from pyctrd.oci.spec import SpecInput, build_spec
+
 WARMUP = 3
 COLUMNS = ("pyctrd", "conmon", "run", "podman")
 UNSHARED = "in a private mount namespace with /sys/fs/cgroup/unified unmounted"
 
 
 def column_title(col: str, runtime: str) -> str:
-    return {"pyctrd": "pyctrd", "conmon": f"conmon+{runtime}", "run": f"{runtime} run",
+    return {"pyctrd": "pyctrd", "conmon": f"conmon+{runtime}",
+            "same": f"conmon+{runtime}, pyctrd's spec", "run": f"{runtime} run",
             "podman": "podman run --rm"}[col]
+
+
+def pyctrd_spec(rootfs: Path, shm: Path) -> dict:
+    """The config.json pyctrd writes for this benchmark's container (network none)."""
+    return build_spec(SpecInput(cid="bench", rootfs=rootfs, args=["/bin/true"], env=[],
+                                cwd="/", uid=0, gid=0, hostname="bench", shm_dir=shm))
 
 
 class PyctrdClient:
@@ -98,6 +110,8 @@ async def run_set(work: Path, tarball: Path, runtime: str, n: int,
     daemon = Daemon(work, bus_proc.address, ["--runtime", runtime_path])
     podman = PrivatePodman(runtime) if use_podman else None
     baseline = Bench(work, runtime_path, tarball)
+    same_spec = Bench(work, runtime_path, tarball, make_spec=pyctrd_spec,
+                      name=f"{runtime}-pyctrd-spec")
     failed: dict[str, str] = {}
     times: dict[str, list[float]] = {}
     try:
@@ -115,6 +129,7 @@ async def run_set(work: Path, tarball: Path, runtime: str, n: int,
         columns: dict[str, Callable[[], Awaitable[float]]] = {
             "pyctrd": client.cycle,
             "conmon": lambda: sync(lambda: baseline.conmon_cycle(conmon_phases)),
+            "same": lambda: sync(same_spec.conmon_cycle),
             "run": lambda: sync(baseline.runtime_run),
         }
         if podman:
@@ -168,15 +183,19 @@ def ratio(a: list[float] | None, b: list[float] | None) -> str:
 
 
 def report(sets: dict[str, dict], n: int) -> list[str]:
-    lines = ["| runtime | N | pyctrd | conmon cycle | runtime run | podman run --rm "
-             "| pyctrd ÷ conmon (target ≤ 1.3x) | pyctrd ÷ run | podman ÷ pyctrd |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| runtime | N | pyctrd | conmon cycle | conmon cycle, pyctrd's spec "
+             "| runtime run | podman run --rm "
+             "| pyctrd ÷ conmon (target ≤ 1.15x) | pyctrd ÷ conmon with its spec "
+             "| pyctrd ÷ run | podman ÷ pyctrd |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
     for label, res in sets.items():
         t = res["times"]
         lines.append(f"| {label} | {n} | {fmt_ms(t.get('pyctrd'))} | {fmt_ms(t.get('conmon'))} "
+                     f"| {fmt_ms(t.get('same'))} "
                      f"| {fmt_ms(t.get('run'))} | {fmt_ms(t.get('podman'))} "
                      f"| {ratio(t.get('pyctrd'), t.get('conmon'))} "
+                     f"| {ratio(t.get('pyctrd'), t.get('same'))} "
                      f"| {ratio(t.get('pyctrd'), t.get('run'))} "
                      f"| {ratio(t.get('podman'), t.get('pyctrd'))} |")
         for col, msg in res["failed"].items():
