@@ -33,6 +33,7 @@ from common import (
     make_busybox,
 )
 from dbus_fast.aio import MessageBus
+from lifecycle import pyctrd_spec
 
 
 async def pyctrd_run(address: str, tarball: Path, lifecycles: int,
@@ -104,6 +105,10 @@ def main() -> None:
         baseline = Bench(work, shutil.which("runc") or "runc", tarball)
         results["conmon+runc cycle"] = threaded_run(baseline.conmon_cycle, args.lifecycles,
                                                     args.clients)
+        same_spec = Bench(work, shutil.which("runc") or "runc", tarball,
+                          make_spec=pyctrd_spec, name="runc-pyctrd-spec")
+        results["conmon+runc cycle, pyctrd's spec"] = threaded_run(
+            same_spec.conmon_cycle, args.lifecycles, args.clients)
         results["runc run"] = threaded_run(baseline.runtime_run, args.lifecycles, args.clients)
     finally:
         daemon.stop()
