@@ -8,6 +8,7 @@ entry). Its config directory (aardvark-dns's state) is per boot.
 """
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import logging
@@ -18,6 +19,7 @@ from typing import Any
 
 from pyctrd.errors import RuntimeFailed
 from pyctrd.network import netns
+from pyctrd.oci.spawn import spawn
 
 log = logging.getLogger(__name__)
 
@@ -112,25 +114,24 @@ class Netavark:
             argv = [self.binary, "--config", str(self.config_dir), "--aardvark-binary",
                     self.aardvark, "--file", f.name, verb, str(netns_path)]
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE)
+                child = spawn(argv)  # posix_spawn, exit seen by pidfd (oci/spawn.py)
             except OSError as err:
                 raise RuntimeFailed(f"netavark {verb} could not be started: {err}") from err
             try:
-                out, err_out = await asyncio.wait_for(proc.communicate(), self.timeout)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                raise RuntimeFailed(f"netavark {verb} did not finish within "
-                                    f"{self.timeout:.0f} s") from None
-            except asyncio.CancelledError:
-                proc.kill()
-                await proc.wait()
+                done = await asyncio.wait_for(child.communicate(), self.timeout)
+            except (TimeoutError, asyncio.CancelledError) as exc:
+                child.kill()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(child.wait())
+                if isinstance(exc, TimeoutError):
+                    raise RuntimeFailed(f"netavark {verb} did not finish within "
+                                        f"{self.timeout:.0f} s") from None
                 raise
-        if proc.returncode != 0:
-            raise RuntimeFailed(f"netavark {verb} failed: {_message(out, err_out)}")
-        return out
+            finally:
+                child.close()
+        if done.returncode != 0:
+            raise RuntimeFailed(f"netavark {verb} failed: {_message(done.stdout, done.stderr)}")
+        return done.stdout
 
 
 def _release_when_taken(taking: "asyncio.Future[int | None]") -> None:

@@ -18,13 +18,13 @@ import logging
 import os
 import re
 import secrets
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pyctrd.errors import InvalidArgument, RegistryFailed
+from pyctrd.oci.spawn import spawn
 from pyctrd.registry.reference import Reference
 from pyctrd.storage.imageformats import host_architecture
 
@@ -161,24 +161,25 @@ class Skopeo:
     async def _run(self, argv: list[str], timeout: float | None) -> tuple[bytes, str, int]:
         log.debug("running %s", " ".join(argv))  # never holds credentials
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=self._env(), start_new_session=True)
+            # posix_spawn, exit seen by pidfd (oci/spawn.py); its own session, so that
+            # a cancel kills what skopeo may have started too
+            child = spawn(argv, env=self._env(), new_session=True)
         except OSError as err:
             raise RegistryFailed(f"cannot run {self.path}: {err}; install skopeo") from err
         try:
-            out, raw_err = await asyncio.wait_for(proc.communicate(), timeout)
+            done = await asyncio.wait_for(child.communicate(), timeout)
         except (asyncio.CancelledError, TimeoutError) as exc:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            child.killpg()
             with contextlib.suppress(Exception):
-                await asyncio.shield(proc.wait())
+                await asyncio.shield(child.wait())
             if isinstance(exc, TimeoutError):
                 raise RegistryFailed(f"the registry did not answer within {timeout:.0f} s"
                                      ) from None
             raise
-        message = raw_err[-STDERR_LIMIT:].decode(errors="replace").strip()
-        return out, message, proc.returncode or 0
+        finally:
+            child.close()
+        message = done.stderr[-STDERR_LIMIT:].decode(errors="replace").strip()
+        return done.stdout, message, done.returncode
 
 
 def _json_object(raw: bytes, ref: Reference) -> dict[str, Any]:
