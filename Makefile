@@ -87,9 +87,11 @@ bench: venv
 	$(VENV)/bin/python bench/import.py $(if $(SMOKE),-n 1 --mb 10 --files 500) $(BENCH_OUT)
 	$(VENV)/bin/python bench/exec.py $(if $(SMOKE),-n 3,-n 50) $(BENCH_PODMAN) $(BENCH_OUT)
 	$(VENV)/bin/python bench/storm.py $(if $(SMOKE),-n 20,-n 500) $(BENCH_OUT)
-	$(VENV)/bin/python bench/listing.py $(if $(SMOKE),--counts 100,--counts 1000,10000,40000) \
+	$(VENV)/bin/python bench/listing.py $(if $(SMOKE),--counts 100,--counts 1000,10000,100000) \
 		$(BENCH_OUT)
+	$(VENV)/bin/python bench/cli.py $(if $(SMOKE),-n 2,-n 30) $(BENCH_OUT)
 	$(VENV)/bin/python bench/network.py $(if $(SMOKE),-n 2,-n 20) $(BENCH_PODMAN) $(BENCH_OUT)
+	$(VENV)/bin/python bench/rootless.py $(if $(SMOKE),-n 2,-n 30) $(BENCH_PODMAN) $(BENCH_OUT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
@@ -106,7 +108,8 @@ clean:
 # polkit actions (polkitd reads /usr/share/polkit-1/actions) and the config
 # (the daemon reads /etc/pyctrd/pyctrd.toml). Everything else follows PREFIX:
 # dbus-daemon, systemd and systemd-tmpfiles search both /usr and /usr/local
-# (share/dbus-1/system-services, lib/systemd/{system,user}, lib/tmpfiles.d).
+# (share/dbus-1/system-services, share/dbus-1/services for session buses,
+# lib/systemd/{system,user}, lib/tmpfiles.d).
 PREFIX ?= /usr/local
 DESTDIR ?=
 INSTALL_PYTHON ?= /usr/bin/python3
@@ -114,6 +117,7 @@ BINDIR := $(PREFIX)/bin
 DOCDIR := $(PREFIX)/share/doc/pyctrd
 DBUS_POLICY_DIR := /usr/share/dbus-1/system.d
 DBUS_SERVICE_DIR := $(PREFIX)/share/dbus-1/system-services
+DBUS_SESSION_SERVICE_DIR := $(PREFIX)/share/dbus-1/services
 DBUS_INTERFACE_DIR := $(PREFIX)/share/dbus-1/interfaces
 POLKIT_ACTION_DIR := /usr/share/polkit-1/actions
 SYSTEMD_SYSTEM_DIR := $(PREFIX)/lib/systemd/system
@@ -151,12 +155,15 @@ install-python:
 
 install-data:
 	install -D -m 0644 dbus/org.pyctrd1.conf "$(DESTDIR)$(DBUS_POLICY_DIR)/org.pyctrd1.conf"
-	install -d "$(DESTDIR)$(DBUS_SERVICE_DIR)" "$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)" \
-		"$(DESTDIR)$(SYSTEMD_USER_DIR)"
+	install -d "$(DESTDIR)$(DBUS_SERVICE_DIR)" "$(DESTDIR)$(DBUS_SESSION_SERVICE_DIR)" \
+		"$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)" "$(DESTDIR)$(SYSTEMD_USER_DIR)"
 	$(SUBST) dbus/org.pyctrd1.service.in > "$(DESTDIR)$(DBUS_SERVICE_DIR)/org.pyctrd1.service"
+	$(SUBST) dbus/org.pyctrd1.session.service.in \
+		> "$(DESTDIR)$(DBUS_SESSION_SERVICE_DIR)/org.pyctrd1.service"
 	$(SUBST) packaging/pyctrd.service.in > "$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/pyctrd.service"
 	$(SUBST) packaging/pyctrd-user.service.in > "$(DESTDIR)$(SYSTEMD_USER_DIR)/pyctrd.service"
 	chmod 0644 "$(DESTDIR)$(DBUS_SERVICE_DIR)/org.pyctrd1.service" \
+		"$(DESTDIR)$(DBUS_SESSION_SERVICE_DIR)/org.pyctrd1.service" \
 		"$(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/pyctrd.service" \
 		"$(DESTDIR)$(SYSTEMD_USER_DIR)/pyctrd.service"
 	install -d "$(DESTDIR)$(DBUS_INTERFACE_DIR)"
@@ -190,6 +197,7 @@ uninstall:
 	$(INSTALL_PYTHON) packaging/python-package uninstall "$(DESTDIR)" "$(PREFIX)"
 	rm -f "$(DESTDIR)$(DBUS_POLICY_DIR)/org.pyctrd1.conf" \
 		"$(DESTDIR)$(DBUS_SERVICE_DIR)/org.pyctrd1.service" \
+		"$(DESTDIR)$(DBUS_SESSION_SERVICE_DIR)/org.pyctrd1.service" \
 		$(addprefix "$(DESTDIR)$(DBUS_INTERFACE_DIR)/,$(addsuffix ",$(INTERFACES))) \
 		"$(DESTDIR)$(POLKIT_ACTION_DIR)/org.pyctrd1.policy" \
 		"$(DESTDIR)$(DOCDIR)/50-pyctrd.rules.example" "$(DESTDIR)$(DOCDIR)/README.md" \

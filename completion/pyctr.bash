@@ -37,6 +37,7 @@ _pyctr() {
             --address) bus+=(--address "${words[i + 1]}"); i=$((i + 2)); continue ;;
             --address=*) bus+=("${words[i]}") ;;
             --user) bus+=(--user) ;;
+            --varlink) i=$((i + 2)); continue ;;
             -*) ;;
             *) verb=${words[i]}; break ;;
         esac
@@ -47,9 +48,13 @@ _pyctr() {
         if [[ $prev == --address ]]; then
             return
         fi
+        if [[ $prev == --varlink ]]; then
+            mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+            return
+        fi
         if [[ $cur == -* ]]; then
-            mapfile -t COMPREPLY < <(compgen -W "--address --user --help --noout --log-level
-                --version" -- "$cur")
+            mapfile -t COMPREPLY < <(compgen -W "--address --user --varlink --help --noout
+                --log-level --version" -- "$cur")
         else
             mapfile -t COMPREPLY < <(compgen -W "$verbs" -- "$cur")
         fi

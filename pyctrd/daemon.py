@@ -81,6 +81,8 @@ async def serve(settings: Settings) -> int:
     else:
         log.info("shutting down; containers keep running under conmon")
         status = 0
+        # Calls still running (Wait, a long Stop) get an answer, not a closed socket.
+        await asyncio.gather(service.end_calls(), varlink.end_calls())
         bus.disconnect()
     stopping.cancel()
     varlink.close()

@@ -6,6 +6,7 @@ logged here and sent as Failed with a one-line message; never a traceback,
 never a name derived from a Python class.
 """
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,10 +16,14 @@ from dbus_fast import DBusError
 
 from pyctrd.errors import PyctrdError
 from pyctrd.ops.errors import FAILED, kind_of
+from pyctrd.ops.shutdown import ended_by_shutdown, shutting_down_error
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Every method call being handled: at shutdown each is answered (pyctrd.ops.shutdown).
+calls_in_flight: set[asyncio.Task[Any]] = set()
 
 
 def to_dbus_error(err: BaseException, what: str = "the call") -> DBusError:
@@ -38,9 +43,22 @@ def translate_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> T:
+        # The call's task, unless an outer handler of the same task counts it already.
+        task = asyncio.current_task()
+        if task in calls_in_flight:
+            task = None
+        if task is not None:
+            calls_in_flight.add(task)
         try:
             return await fn(*args, **kwargs)
+        except asyncio.CancelledError as err:
+            if ended_by_shutdown(err):
+                raise to_dbus_error(shutting_down_error()) from None
+            raise
         except Exception as err:
             raise to_dbus_error(err, fn.__name__) from None
+        finally:
+            if task is not None:
+                calls_in_flight.discard(task)
 
     return wrapper

@@ -16,6 +16,7 @@ sd-bus does; Peer calls and introspection of the nodes leading to objects
 are answered as usual.
 """
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -23,7 +24,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dbus_fast import Message, MessageFlag, MessageType, Variant
+from dbus_fast import DBusError, Message, MessageFlag, MessageType, Variant
 from dbus_fast.constants import RequestNameReply
 from dbus_fast.service import ServiceInterface
 from dbus_fast.signature import get_signature_tree
@@ -32,7 +33,7 @@ from pyctrd.bus import connection, paging
 from pyctrd.bus.authz import CallGuard, operation_of
 from pyctrd.bus.callers import connection_key
 from pyctrd.bus.container import ContainerObject
-from pyctrd.bus.errors import to_dbus_error
+from pyctrd.bus.errors import calls_in_flight, to_dbus_error
 from pyctrd.bus.exec import ExecBus, ExecSessionObject
 from pyctrd.bus.image import ImageObject
 from pyctrd.bus.job import JobObject
@@ -46,6 +47,7 @@ from pyctrd.core.container import Container
 from pyctrd.core.image import Image
 from pyctrd.core.jobs import Job
 from pyctrd.errors import InvalidArgument, NoSuchObject, PyctrdError
+from pyctrd.ops import shutdown
 from pyctrd.ops.authority import Authority
 from pyctrd.ops.names import (
     BUS_NAME,
@@ -78,6 +80,8 @@ CONTAINER_DIR = CONTAINER_PREFIX.rstrip("/")
 IMAGE_DIR = IMAGE_PREFIX.rstrip("/")
 INTROSPECTABLE_IFACE = "org.freedesktop.DBus.Introspectable"
 PEER_IFACE = "org.freedesktop.DBus.Peer"
+DRIVER = "org.freedesktop.DBus"
+DRIVER_PATH = "/org/freedesktop/DBus"
 STANDARD_IFACES = (PROPERTIES_IFACE, INTROSPECTABLE_IFACE, PEER_IFACE)
 OBJECT_CLASSES: tuple[type[ServiceInterface], ...] = (ManagerObject, ContainerObject,
                                                       ImageObject, JobObject,
@@ -139,6 +143,20 @@ class BusService:
         reply = await self.bus.request_name(BUS_NAME)
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
             raise NameTaken(f"{BUS_NAME} is already owned on this bus; is pyctrd running?")
+
+    async def end_calls(self) -> None:
+        """At shutdown, before the connection closes: answer every call still running
+        (a Wait, a long Stop) with Failed, "shutting down", and see the answers sent."""
+        await shutdown.end_calls(calls_in_flight)
+        # Each answer was handed to the bus as its call ended (dbus-fast's done
+        # callback runs first); the bus handles our messages in order, so a reply
+        # from its driver means they have all reached it.
+        try:
+            async with asyncio.timeout(shutdown.END_TIMEOUT):
+                await self.bus.call(Message(destination=DRIVER, path=DRIVER_PATH,
+                                            interface=DRIVER, member="GetId"))
+        except (TimeoutError, OSError, DBusError) as err:
+            log.warning("answering the calls still running at shutdown: %s", err)
 
     def _caller_gone(self, unique_name: str) -> None:
         closed = self.operations.streams.close_connection(connection_key(unique_name))

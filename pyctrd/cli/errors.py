@@ -9,7 +9,10 @@ An error reply is mapped back to its kind in the daemon's error catalogue
 raised, not for spellings of wire names.
 """
 
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING
 
 from pyctrd.errors import (
     Exists,
@@ -19,7 +22,9 @@ from pyctrd.errors import (
     PyctrdError,
     RuntimeFailed,
 )
-from pyctrd.ops.errors import ErrorKind, from_dbus_name, short_name
+
+if TYPE_CHECKING:
+    from pyctrd.ops.errors import ErrorKind
 
 EXIT_ENGINE = 125
 EXIT_CANNOT_INVOKE = 126
@@ -61,11 +66,13 @@ class DaemonError(CliError):
     @property
     def kind(self) -> ErrorKind | None:
         """The catalogued error this reply names; None for the bus's own errors."""
+        from pyctrd.ops.errors import from_dbus_name  # the catalogue: loaded on errors only
         return from_dbus_name(self.name)
 
     @property
     def short_name(self) -> str:
         """NoSuchImage for a catalogued error, the whole name for any other."""
+        from pyctrd.ops.errors import short_name
         return short_name(self.name) if self.kind is not None else self.name
 
     def is_a(self, *errors: type[PyctrdError]) -> bool:
@@ -75,6 +82,7 @@ class DaemonError(CliError):
 
 
 def describe(name: str, text: str) -> str:
+    from pyctrd.ops.errors import from_dbus_name
     kind = from_dbus_name(name)
     if kind is not None and kind.exception in _CLI_HINTS:
         return _CLI_HINTS[kind.exception]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 SHORT_ID = 12
@@ -95,6 +94,23 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def tabwrite(text: str, minwidth: int = 12, padding: int = 2) -> str:
+    """text/tabwriter as podman's reports use it: each tab-ended cell padded to its
+    column's widest cell plus two spaces (at least 12); the text after a line's
+    last tab is not a cell."""
+    lines = text.split("\n")
+    rows = [line.split("\t") for line in lines]
+    widths: dict[int, int] = {}
+    for cells in rows:
+        for i, cell in enumerate(cells[:-1]):
+            widths[i] = max(widths.get(i, minwidth), len(cell) + padding)
+    out = []
+    for cells in rows:
+        padded = [cell.ljust(widths[i]) for i, cell in enumerate(cells[:-1])]
+        out.append("".join(padded) + cells[-1])
+    return "\n".join(out)
+
+
 def split_reference(reference: str) -> tuple[str, str]:
     """"name:tag" → (name, tag); a colon in a registry's host:port is not a tag."""
     name, sep, tag = reference.rpartition(":")
@@ -104,4 +120,5 @@ def split_reference(reference: str) -> tuple[str, str]:
 
 
 def rfc3339(micros: int) -> str:
+    from datetime import UTC, datetime  # loaded by the verbs that print times only
     return datetime.fromtimestamp(seconds(micros), UTC).isoformat().replace("+00:00", "Z")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyctrd.cli.errors import CliError
+from pyctrd.cli.format import tabwrite  # ps's default table uses it without templates
 
 __all__ = [
     "Report",
@@ -714,23 +715,6 @@ def _header_funcs() -> dict[str, Callable[..., Any]]:
         return value
     return {name: same for name in ("json", "lower", "upper", "title", "truncate", "pad",
                                     "join", "split")}
-
-
-def tabwrite(text: str, minwidth: int = 12, padding: int = 2) -> str:
-    """text/tabwriter as podman's reports use it: each tab-ended cell padded to its
-    column's widest cell plus two spaces (at least 12); the text after a line's
-    last tab is not a cell."""
-    lines = text.split("\n")
-    rows = [line.split("\t") for line in lines]
-    widths: dict[int, int] = {}
-    for cells in rows:
-        for i, cell in enumerate(cells[:-1]):
-            widths[i] = max(widths.get(i, minwidth), len(cell) + padding)
-    out = []
-    for cells in rows:
-        padded = [cell.ljust(widths[i]) for i, cell in enumerate(cells[:-1])]
-        out.append("".join(padded) + cells[-1])
-    return "\n".join(out)
 
 
 def render(fmt: str, items: Iterable[Any], headers: Mapping[str, str] | None = None,

@@ -9,7 +9,6 @@ import asyncio
 import os
 import re
 import sys
-from datetime import datetime
 from typing import BinaryIO
 
 from pyctrd.cli.bus import Daemon, Ref
@@ -60,6 +59,7 @@ def rfc3339_ns(text: str) -> int | None:
     if match:
         digits = match.group(1)
         text = text[:match.start()] + text[match.end():]
+    from datetime import datetime  # only logs --since/--until read times
     try:
         whole = datetime.fromisoformat(text)
     except ValueError:

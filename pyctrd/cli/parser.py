@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "or $DBUS_SYSTEM_BUS_ADDRESS)")
     bus.add_argument("--user", dest="user_bus", action="store_true",
                      help="talk to your own pyctrd on the session bus")
+    parser.add_argument("--varlink", metavar="SOCKET",
+                        help="pyctrd's Varlink socket, for the verbs that use it (ps); "
+                        "empty: D-Bus only (default: the daemon's own socket when the "
+                        "bus is the default one)")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     # images
@@ -164,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--no-trunc", action="store_true", help="do not shorten IDs and commands")
     podman_flags.add_ps_flags(ps)
     _handler(ps, "info:cmd_ps")
+    ps.set_defaults(varlink_handler="ps:ps_over_varlink")
     inspect = sub.add_parser("inspect", help="print containers' (or images') details as JSON")
     podman_flags.add_inspect_flags(inspect)
     inspect.add_argument("names", nargs="*", metavar="NAME", help="container or image")

@@ -55,6 +55,21 @@ def page_request(after: str | None = None, limit: int | None = None,
                        states=wanted)
 
 
+def fields_request(fields: Iterable[str], states: Iterable[str] | None = None
+                   ) -> tuple[tuple[Property, ...], frozenset[str]]:
+    """The properties named by their Varlink fields (image_id: ImageId) and the
+    states to list (empty: every state), checked (InvalidArgument naming what is
+    wrong)."""
+    by_field = {row.field: row for row in CONTAINER_PROPERTIES.values()}
+    names = list(dict.fromkeys(fields))
+    unknown = [name for name in names if name not in by_field]
+    if unknown or not names:
+        raise InvalidArgument(f"no container field {', '.join(unknown) or '(none given)'}; "
+                              f"the fields are {', '.join(by_field)}")
+    return (tuple(by_field[name] for name in names),
+            page_request(states=states).states)
+
+
 def page(containers: Iterable[Any], request: PageRequest) -> tuple[list[Any], str]:
     """The page's containers (by ID) and the ID to pass as ``after`` next ("" when
     this is the last page). One pass over the containers: no sorted index kept."""

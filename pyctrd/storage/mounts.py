@@ -2,6 +2,7 @@
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import re
 from pathlib import Path
@@ -29,11 +30,18 @@ def umount(target: Path, *, lazy: bool = False) -> None:
     rc = _libc.umount2(os.fsencode(target), MNT_DETACH if lazy else 0)
     if rc != 0:
         err = ctypes.get_errno()
-        if err == 22:  # EINVAL: not a mount point
+        if err in (errno.EINVAL, errno.ENOENT):  # not a mount point; gone already
             return
-        if err == 2:  # ENOENT: gone already
+        # Without CAP_SYS_ADMIN the kernel refuses before it looks whether ``target``
+        # is a mount point at all: EPERM says nothing about the mount state.
+        if err == errno.EPERM and not is_mounted(target):
             return
         raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+def is_mounted(path: Path) -> bool:
+    """``path`` is a mount point of this mount namespace (bind mounts included)."""
+    return os.path.realpath(path) in mounted_paths()
 
 
 def is_mountpoint(path: Path) -> bool:

@@ -58,6 +58,7 @@ METHODS: dict[str, dict[str, Operation]] = {
         "Create": MANAGER_OPS["CreateContainer"],
         "List": MANAGER_OPS["ListContainers"],
         "ListPaged": MANAGER_OPS["ListContainersPaged"],
+        "ListRows": MANAGER_OPS["ListContainersPaged"],  # the same listing, fewer fields
         "Get": MANAGER_OPS["GetContainer"],
         "Watch": WATCH,
         **{m: CONTAINER_OPS[m] for m in (

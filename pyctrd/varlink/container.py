@@ -6,7 +6,7 @@ method looks its container up, calls the operation and encodes the answer.
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from asyncvarlink import FileDescriptor, VarlinkInterface, varlinkmethod
 
@@ -19,14 +19,16 @@ from pyctrd.ops.options import UINT32_MAX, CreateOptions, decode_varlink
 from pyctrd.varlink.errors import ErrorSet
 from pyctrd.varlink.exec import ExecMethods
 from pyctrd.varlink.observe import LogRecord, Stats, stats_of, stream_logs
-from pyctrd.varlink.streaming import all_but_last, wants_more, watch
+from pyctrd.varlink.streaming import all_but_last, send_continued_value, wants_more, watch
 from pyctrd.varlink.types import (
+    ROWS_PER_REPLY,
     ContainerEvent,
     ContainerInfo,
     EventKind,
     InspectInfo,
     container_info,
     inspect_info,
+    row_of,
 )
 from pyctrd.varlink.watch import Watchers
 
@@ -92,6 +94,26 @@ class ContainerVarlink(ExecMethods, VarlinkInterface, name=VARLINK_CONTAINER):
             request = listing.page_request(after=after, limit=limit, states=states)
         found, following = listing.page(self._ops.list_containers(), request)
         return {"containers": [container_info(c) for c in found], "next": following}
+
+    @varlinkmethod(return_parameter="rows", allow_foreign=True)
+    async def ListRows(self, *, fields: list[str],
+                       states: list[str] | None = None) -> list[list[Any]]:
+        """Every container (only those in states, if given) as a row: the values of
+        fields (ContainerInfo's names: id, state, ...) in that order, ports as
+        PortMapping objects; in no set order. Called with more: up to 2000 rows a
+        reply (an empty one when there is none). For a listing at any count that
+        sends only what is shown (pyctr ps)."""
+        with ERRORS.translated():
+            rows, wanted = listing.fields_request(fields, states)
+        containers = [c for c in self._ops.list_containers()
+                      if not wanted or str(c.state) in wanted]
+        if not wants_more():
+            return [row_of(c, rows) for c in containers]
+        chunks = [containers[i:i + ROWS_PER_REPLY]
+                  for i in range(0, len(containers), ROWS_PER_REPLY)] or [[]]
+        for chunk in chunks[:-1]:  # each sent before the next is made: the loop turns
+            await send_continued_value("rows", [row_of(c, rows) for c in chunk], ERRORS)
+        return [row_of(c, rows) for c in chunks[-1]]
 
     @varlinkmethod(return_parameter="container")
     async def Get(self, *, name: str | None = None) -> ContainerInfo:

@@ -9,6 +9,7 @@ parsing it (the name that was not found, the state a container is in, the
 polkit action). Nothing else, and no traceback, crosses the socket.
 """
 
+import asyncio
 import contextlib
 import logging
 import types
@@ -19,6 +20,7 @@ from asyncvarlink import TypedVarlinkErrorReply, VarlinkErrorReply
 
 from pyctrd.errors import PyctrdError
 from pyctrd.ops.errors import BY_VARLINK_NAME, CATALOGUE, FAILED, ErrorKind, kind_of
+from pyctrd.ops.shutdown import ended_by_shutdown, shutting_down_error
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,10 @@ class ErrorSet:
         try:
             yield
         except VarlinkErrorReply:
+            raise
+        except asyncio.CancelledError as err:
+            if ended_by_shutdown(err):
+                raise self.of(shutting_down_error(), context) from None
             raise
         except PyctrdError as err:
             raise self.of(err, context) from None

@@ -39,6 +39,7 @@ from asyncvarlink import (
 from asyncvarlink.serviceerrors import InterfaceNotFound
 from asyncvarlink.types import JSONObject
 
+from pyctrd.ops import shutdown
 from pyctrd.ops.authority import Authority
 from pyctrd.ops.names import VARLINK_CONTAINER, VARLINK_IMAGE
 from pyctrd.ops.operations import Operation, Operations
@@ -80,6 +81,9 @@ class Connection(VarlinkInterfaceServerProtocol):
         self._refused = False
         self._running = 0  # calls taken from the stream and not yet done
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._calls: set[asyncio.Future[None]] = set()  # running (one, or none)
+        self._ending = False  # the daemon is shutting down
+        self._unsent: set[asyncio.Future[None]] = set()  # replies since, being written
 
     # reading, bounded
 
@@ -187,6 +191,31 @@ class Connection(VarlinkInterfaceServerProtocol):
 
     def call_received(self, call: VarlinkMethodCall,
                       fds: FileDescriptorArray | None) -> asyncio.Future[None] | None:
+        running = self._dispatch(call, fds)
+        if running is not None:
+            self._calls.add(running)
+            running.add_done_callback(self._calls.discard)
+        return running
+
+    def send_reply(self, reply: VarlinkMethodReply, fds: list[int] | None = None,
+                   autoclose: bool = True) -> asyncio.Future[None]:
+        sent = super().send_reply(reply, fds, autoclose)
+        if self._ending:
+            self._unsent.add(sent)
+            sent.add_done_callback(self._unsent.discard)
+        return sent
+
+    async def end_calls(self) -> None:
+        """At shutdown: answer the call still running with Failed, "shutting down"
+        (errors.translated), and wait until the answer has been written."""
+        self._ending = True
+        await shutdown.end_calls(self._calls)
+        # asyncvarlink queues the answer in the call's done callback, which ran first.
+        if self._unsent:
+            await asyncio.wait(self._unsent, timeout=shutdown.END_TIMEOUT)
+
+    def _dispatch(self, call: VarlinkMethodCall,
+                  fds: FileDescriptorArray | None) -> asyncio.Future[None] | None:
         token = current_call.set(CallContext(self.peer, call.more, self))
         try:
             try:

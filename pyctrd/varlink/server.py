@@ -207,6 +207,13 @@ class VarlinkServer:
 
         loop.call_later(ACCEPT_RETRY, resume)
 
+    async def end_calls(self) -> None:
+        """At shutdown, before close: answer every call still running (Wait, a long
+        Stop, a Watch) with Failed, "shutting down"."""
+        connections = [t.get_protocol() for t in self._transports]
+        await asyncio.gather(*(c.end_calls() for c in connections
+                               if isinstance(c, Connection)))
+
     def close(self) -> None:
         """Stop listening, drop every client, remove the socket file."""
         if self._sock is None:

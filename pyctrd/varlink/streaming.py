@@ -3,7 +3,7 @@
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from asyncvarlink.conversion import VarlinkType
 
@@ -33,12 +33,23 @@ async def all_but_last(items: list[T], key: str, item_type: type, errors: ErrorS
     return items[-1]
 
 
+async def send_continued_value(key: str, value: Any, errors: ErrorSet) -> None:
+    """One continued reply `{key: value}` of a JSON-ready value; returns once it is
+    sent, after a turn of the loop (a sent reply need not have let others in)."""
+    try:
+        await current_call.get().connection.send_continued({key: value})
+    except OSError:  # the client left; the rest goes nowhere
+        raise errors.make("Failed", "the client hung up") from None
+    await asyncio.sleep(0)
+
+
 async def watch(subscribers: set[WatchQueue[T]], existing: Callable[[], list[T]],
                 ready: T, errors: ErrorSet) -> AsyncGenerator[T, None]:
     """The events of one Watch call: ``existing()`` (if wanted), ``ready``, then live ones.
 
     Subscribed before ``existing()`` is read, so no change falls between the two.
-    Ends only with an error: Overflow, or (unsent) when the client has gone.
+    Ends only with an error: Overflow, Failed at the daemon's shutdown, or (unsent)
+    when the client has gone.
     """
     call = current_call.get()
     connection = call.connection
@@ -61,8 +72,9 @@ async def watch(subscribers: set[WatchQueue[T]], existing: Callable[[], list[T]]
         for item in existing():
             yield item
         yield ready
-        while (event := await queue.get()) is not None:
-            yield event
+        with errors.translated():  # at shutdown: Failed, "shutting down"
+            while (event := await queue.get()) is not None:
+                yield event
         await connection.lost.wait()  # after an overflow: the error is on its way
         raise errors.make("Failed", "the client hung up")
     finally:

@@ -56,6 +56,21 @@ def container_info(container: Container) -> ContainerInfo:
                             for row in CONTAINER_PROPERTIES.values()})
 
 
+_PORT_FIELDS = ("host_ip", "host_port", "container_port", "protocol")  # PortMapping's
+ROWS_PER_REPLY = 2000  # ListRows with more: ~0.3 MB a reply with ps's 11 fields
+
+
+def row_of(container: Container, rows: tuple[Property, ...]) -> list[Any]:
+    """ListRows' row: the JSON values of ``rows`` (ports as PortMapping objects)."""
+    values = []
+    for row in rows:
+        value = row.get(container)
+        if row.signature in _STRUCT_LISTS:
+            value = [dict(zip(_PORT_FIELDS, item, strict=True)) for item in value]
+        values.append(value)
+    return values
+
+
 def image_info(image: Image) -> ImageInfo:
     """The ImageInfo of ``image`` now."""
     return ImageInfo(**{row.field: row.get(image) for row in IMAGE_PROPERTIES.values()})

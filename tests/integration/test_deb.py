@@ -30,6 +30,7 @@ INSTALLED = [
     Path("/usr/bin/pyctrd"), Path("/usr/bin/pyctr"),
     Path("/usr/share/dbus-1/system.d/org.pyctrd1.conf"),
     Path("/usr/share/dbus-1/system-services/org.pyctrd1.service"),
+    Path("/usr/share/dbus-1/services/org.pyctrd1.service"),
     Path("/usr/share/polkit-1/actions/org.pyctrd1.policy"),
     Path("/lib/systemd/system/pyctrd.service"), Path("/usr/lib/systemd/user/pyctrd.service"),
     Path("/usr/lib/tmpfiles.d/pyctrd.conf"),

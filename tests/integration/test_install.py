@@ -48,6 +48,7 @@ def under_prefix(prefix: str) -> list[str]:
         f"{prefix}/bin/pyctrd",
         f"{prefix}/bin/pyctr",
         f"{prefix}/share/dbus-1/system-services/org.pyctrd1.service",
+        f"{prefix}/share/dbus-1/services/org.pyctrd1.service",
         *(f"{prefix}/share/dbus-1/interfaces/{name}" for name in INTERFACES),
         f"{prefix}/share/doc/pyctrd/50-pyctrd.rules.example",
         f"{prefix}/share/doc/pyctrd/README.md",
@@ -174,6 +175,17 @@ def test_activation_file(usr: Path) -> None:
         "SystemdService": "pyctrd.service"}
 
 
+def test_session_activation_file_starts_the_user_unit(usr: Path) -> None:
+    service = unit(file_in(usr, "/usr/share/dbus-1/services/org.pyctrd1.service"))
+    assert dict(service["D-BUS Service"]) == {
+        "Name": "org.pyctrd1", "Exec": "/usr/bin/pyctrd --bus session",
+        "SystemdService": "pyctrd.service"}
+    # SystemdService names the user unit as installed, which runs the same daemon.
+    user = unit(file_in(usr, "/usr/lib/systemd/user/pyctrd.service"))["Service"]
+    assert user["BusName"] == service["D-BUS Service"]["Name"]
+    assert user["ExecStart"] == service["D-BUS Service"]["Exec"]
+
+
 def test_systemd_units(usr: Path) -> None:
     system = unit(file_in(usr, "/usr/lib/systemd/system/pyctrd.service"))["Service"]
     assert system["Type"] == "dbus" and system["BusName"] == "org.pyctrd1"
@@ -253,5 +265,7 @@ def test_prefix_usr_local(tmp_path: Path) -> None:
     service = unit(file_in(tmp_path,
                            "/usr/local/share/dbus-1/system-services/org.pyctrd1.service"))
     assert service["D-BUS Service"]["Exec"] == "/usr/local/bin/pyctrd --bus system"
+    session = unit(file_in(tmp_path, "/usr/local/share/dbus-1/services/org.pyctrd1.service"))
+    assert session["D-BUS Service"]["Exec"] == "/usr/local/bin/pyctrd --bus session"
     make("uninstall", tmp_path, "/usr/local")
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -18,46 +18,19 @@ from pyctrd.cli.logstream import count_records, print_log
 from pyctrd.errors import NoSuchContainer, NoSuchImage
 from pyctrd.ops.names import IMAGE_IFACE
 
-PS_SORT = {"command": lambda c: " ".join(c.get("Command", [])),
-           "created": lambda c: c.get("CreatedTimestamp", 0),
-           "id": lambda c: c["Id"], "image": lambda c: c.get("Image", ""),
-           "names": lambda c: c.get("Name", ""),
-           "runningfor": lambda c: -c.get("CreatedTimestamp", 0),
-           "status": lambda c: c.get("State", "")}
-
-
-def select_containers(containers: list[dict[str, Any]], args: argparse.Namespace,
-                      now: float | None = None) -> list[dict[str, Any]]:
-    """ps's choice of containers: -a, --filter, -n/--last, -l, --sort."""
-    from pyctrd.cli.filters import filter_containers
-    every = args.all or args.filter or args.last >= 0 or args.latest
-    chosen = [c for c in containers if every or c.get("State") in ("running", "paused")]
-    chosen = filter_containers(chosen, args.filter, now)
-    if args.latest:
-        chosen = chosen[-1:]
-    elif args.last >= 0:
-        chosen = chosen[len(chosen) - args.last:] if args.last else []
-    if args.sort != "created":
-        chosen = sorted(chosen, key=PS_SORT[args.sort])
-    return chosen
-
 
 async def cmd_ps(daemon: Daemon, args: argparse.Namespace) -> int:
-    from pyctrd.cli.gotemplate import Report
-    from pyctrd.cli.reports import PS_DEFAULT, PS_HEADERS, ps_item, ps_json
+    """ps over D-Bus (pyctrd.cli.commands.ps has it over Varlink)."""
+    from pyctrd.cli.commands.ps import (
+        check_format,
+        print_ps,
+        wanted_properties,
+        wanted_states,
+    )
     now = time.time()
-    report = Report(args.format, PS_DEFAULT, PS_HEADERS,
-                    json_of=lambda c: ps_json(c, now), noheading=args.noheading)
-    containers = select_containers(await daemon.containers(), args, now)
-    if args.quiet:
-        for c in containers:
-            print(c["Id"] if args.no_trunc else c["Id"][:SHORT_ID])
-        return 0
-    if args.format == "json":
-        sys.stdout.write(report.lines(containers))
-        return 0
-    sys.stdout.write(report.lines([ps_item(c, args.no_trunc, now) for c in containers]))
-    return 0
+    check_format(args)
+    containers = await daemon.containers(wanted_properties(args), wanted_states(args))
+    return print_ps(containers, args, now)
 
 
 async def _inspect_one(daemon: Daemon, name: str, kind: str) -> Any:

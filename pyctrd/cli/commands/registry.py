@@ -11,7 +11,7 @@ from typing import Any
 
 from dbus_fast import Variant
 
-from pyctrd.cli.bus import Daemon
+from pyctrd.cli.bus import Daemon, Ref
 from pyctrd.cli.errors import CliError, DaemonError
 from pyctrd.cli.progress import ProgressBar
 from pyctrd.errors import NoSuchImage
@@ -68,15 +68,15 @@ async def pull(daemon: Daemon, reference: str, args: argparse.Namespace) -> str:
     return str(props["Image"]).rsplit("/", 1)[-1]
 
 
-async def ensure_image(daemon: Daemon, args: argparse.Namespace) -> None:
-    """run/create --pull: missing (podman's default), always or never."""
+async def ensure_image(daemon: Daemon, args: argparse.Namespace) -> Ref | None:
+    """run/create --pull: missing (podman's default), always or never. The image
+    when it was looked up and found (run needs no second look then)."""
     policy = getattr(args, "pull", None) or "missing"
     if policy == "never":
-        return
+        return None
     if policy == "missing":
         try:
-            await daemon.image(args.image)
-            return
+            return await daemon.image(args.image)
         except DaemonError as err:
             if not err.is_a(NoSuchImage):
                 raise
@@ -90,6 +90,7 @@ async def ensure_image(daemon: Daemon, args: argparse.Namespace) -> None:
             raise
         raise CliError(f"{args.image}: no such image here, and pulling it failed: "
                        f"{err.message}") from None
+    return None
 
 
 async def cmd_pull(daemon: Daemon, args: argparse.Namespace) -> int:

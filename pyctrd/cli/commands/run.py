@@ -44,7 +44,7 @@ def _write_cidfile(path: str | None, cid: str) -> None:
 
 async def _create(daemon: Daemon, args: argparse.Namespace) -> Ref:
     options = create_options(args)
-    await registry.ensure_image(daemon, args)  # --pull
+    found = await registry.ensure_image(daemon, args)  # --pull
     _check_cidfile(args.cidfile)
     if args.replace:
         if not args.name:
@@ -58,7 +58,7 @@ async def _create(daemon: Daemon, args: argparse.Namespace) -> Ref:
         entrypoint: list[str] = []
         if args.command and args.entrypoint is None:
             # podman: a command replaces the image's Cmd, after its Entrypoint
-            image = await daemon.image(args.image)
+            image = found or await daemon.image(args.image)
             entrypoint = (await daemon.properties(image.path, IMAGE_IFACE)).get("Entrypoint", [])
         argv = container_command(args, entrypoint)
         (path,) = await daemon.manager("CreateContainer", "sasa{sv}",
@@ -175,8 +175,9 @@ async def cmd_run(daemon: Daemon, args: argparse.Namespace) -> int:
 
 async def _remove_after_run(daemon: Daemon, ref: Ref, detached: bool) -> None:
     props = {}
-    with contextlib.suppress(CliError):
-        props = await daemon.container_properties(ref)
+    if detached:  # only then may it still run (a round trip less for every run --rm)
+        with contextlib.suppress(CliError):
+            props = await daemon.container_properties(ref)
     if detached and props.get("State") in ACTIVE:
         print(f"{ref.given} keeps running; remove it with `pyctr rm -f {ref.given}`",
               file=sys.stderr)
