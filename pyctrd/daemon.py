@@ -1,6 +1,7 @@
 """pyctrd: the daemon's entry point."""
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -47,7 +48,12 @@ async def serve(settings: Settings) -> int:
     if settings.registries_d == layout.root / "registries.d":  # ours (settings.py)
         write_registries_d(settings.registries_d, layout.root / "sigstore")
     engine.load()
-    await engine.recover()
+    # The records just loaded (100,000 containers') live as long as the daemon: kept
+    # out of every later collection's walk (each would stall the loop a moment).
+    gc.freeze()
+    # In the background, the name taken first: a call on a container still being
+    # recovered waits for it (core/recovering.py).
+    engine.begin_recovery()
     operations = Operations(engine)
     bus_type = BusType.SESSION if settings.bus == "session" else BusType.SYSTEM
     bus = await connect(bus_type, kernel_uid=settings.rootless)
@@ -64,9 +70,9 @@ async def serve(settings: Settings) -> int:
              len(engine.containers), len(engine.images), settings.bus, oci.path)
     varlink = VarlinkServer(operations, settings.run_root / VARLINK_SOCKET_NAME, authority)
     varlink.start()
-    # Serving now: containers due to start (a reboot, restarts due meanwhile) start
-    # in the background, with callers already answered.
-    engine.restarts.begin()
+    # Serving now: once recovered, containers due to start (a reboot, restarts due
+    # meanwhile) start in the background, with callers already answered.
+    engine.after_recovery(engine.restarts.begin)
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

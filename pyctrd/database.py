@@ -118,6 +118,11 @@ class Database:
         for config, state in self._db.execute("SELECT config, state FROM containers"):
             yield json.loads(config), json.loads(state)
 
+    def container_texts(self) -> Iterator[tuple[str, str, str, str]]:
+        """(id, name, config, state) with the two documents as stored, JSON text
+        (core/records.py decodes alike ones once)."""
+        yield from self._db.execute("SELECT id, name, config, state FROM containers")
+
     # images
 
     def add_image(self, iid: str, record: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """org.pyctrd1.Network: one network's object; decode, call, encode."""
 
+import asyncio
 import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,10 @@ from pyctrd.ops.properties import NETWORK_PROPERTIES, changed
 
 if TYPE_CHECKING:
     from pyctrd.bus.service import BusService
+
+# Up to this many containers on a network, a change of its members is announced at once.
+MEMBERS_AT_ONCE = 1000
+MEMBERS_DELAY = 0.2  # s: at most one such announcement per network this often
 
 
 class NetworkObject(ServiceInterface):
@@ -52,6 +57,7 @@ class NetworkBus:
     def __init__(self, service: "BusService") -> None:
         self._service = service
         self._objects: dict[str, NetworkObject] = {}
+        self._members_due: set[str] = set()  # networks whose Containers change is due
 
     def start(self) -> None:
         networks = self._service.engine.networks
@@ -82,6 +88,22 @@ class NetworkBus:
             [path, _interfaces(network)]))
 
     def network_changed(self, network: Network, fields: list[str]) -> None:
+        if fields == ["members"] and len(network.members) > MEMBERS_AT_ONCE:
+            # Its Containers: 100,000 IDs are 7 MB to sort and send. A burst of joins
+            # and leaves (creates, removes) is announced once, a moment later.
+            self._service._managed.invalidate(network_path(network.id))
+            if network.id not in self._members_due:
+                self._members_due.add(network.id)
+                asyncio.get_running_loop().call_later(MEMBERS_DELAY, self._members_now,
+                                                      network)
+            return
+        self._announce(network, fields)
+
+    def _members_now(self, network: Network) -> None:
+        self._members_due.discard(network.id)
+        self._announce(network, ["members"])
+
+    def _announce(self, network: Network, fields: list[str]) -> None:
         rows = changed(NETWORK_PROPERTIES, fields)
         if not rows or network.id not in self._objects:
             return

@@ -42,11 +42,12 @@ from pyctrd.bus.managed import Interfaces, ManagedObjects, RawReply
 from pyctrd.bus.manager import ManagerObject
 from pyctrd.bus.network import NetworkBus, NetworkObject
 from pyctrd.bus.props import dbus_methods, variants
+from pyctrd.bus.recovering import RecoveryWaits
 from pyctrd.bus.volume import VolumeBus, VolumeObject
 from pyctrd.core.container import Container
 from pyctrd.core.image import Image
 from pyctrd.core.jobs import Job
-from pyctrd.errors import InvalidArgument, NoSuchObject, PyctrdError
+from pyctrd.errors import InvalidArgument, LimitsExceeded, NoSuchObject, PyctrdError
 from pyctrd.ops import shutdown
 from pyctrd.ops.authority import Authority
 from pyctrd.ops.names import (
@@ -113,6 +114,8 @@ class BusService:
         self._images: dict[str, ImageObject] = {}
         self._jobs: dict[str, JobObject] = {}
         self._managed = ManagedObjects()
+        # Calls on containers still being recovered wait for them (bus/recovering.py).
+        self._recovery_waits = RecoveryWaits(self.engine.recovering, bus._process_message)
         self.execs = ExecBus(self)  # exec session objects (bus/exec.py)
         self.networks = NetworkBus(self)  # network objects (bus/network.py)
         self.volumes = VolumeBus(self)  # volume objects (bus/volume.py)
@@ -279,6 +282,8 @@ class BusService:
         GetManagedObjects, and refuses calls on paths where no object is."""
         if msg.message_type is not MessageType.METHOD_CALL:
             return None
+        if self._recovery_waits.defer(msg):
+            return True
         if "h" in msg.signature and not _descriptors_attached(msg):
             return self._refused(msg, InvalidArgument(
                 f"{msg.member}: a file descriptor argument (h) names no descriptor sent "
@@ -288,8 +293,18 @@ class BusService:
         if path == MANAGER_PATH:
             if (msg.member == "GetManagedObjects" and not msg.signature
                     and msg.interface in (None, OBJECT_MANAGER_IFACE)):
-                body = self._managed.cached_body() or self._managed.body(
-                    self.managed_objects())
+                try:
+                    body = self._managed.cached_body() or self._managed.body(
+                        self.managed_objects(), connection.MAX_MESSAGE_SIZE)
+                except LimitsExceeded as err:  # 25,000 containers and more
+                    # logged as the bus writer logs a reply it refuses (rate-limited)
+                    connection._limited_log(
+                        logging.WARNING, ("reply", "GetManagedObjects"),
+                        "the reply to GetManagedObjects for %s would be more than the "
+                        "bus allows (%d bytes): answered LimitsExceeded", msg.sender,
+                        connection.MAX_MESSAGE_SIZE)
+                    return self._refused(msg, LimitsExceeded(
+                        f"{err}; {connection.SMALLER_CALLS['GetManagedObjects']}"))
                 connection.send(self.bus, RawReply(msg, MANAGED_SIGNATURE, body))  # type: ignore[arg-type]
                 return True
             if (msg.member == "ListContainersPaged" and msg.signature == "a{sv}"

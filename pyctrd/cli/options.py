@@ -351,9 +351,10 @@ def _network_values(args: argparse.Namespace) -> dict[str, Any]:
         if args.network.startswith("container:"):
             raise CliError("--network container:ID: pyctrd cannot share another container's "
                            "network namespace")
-        if args.network.startswith(("ns:", "slirp4netns", "pasta", "private")):
-            raise CliError(f"--network {args.network}: pyctrd offers bridge, none, host or a "
-                           "network's name")
+        if args.network != "pasta" and args.network.startswith(
+                ("ns:", "slirp4netns", "pasta", "private")):  # pasta: a user's own daemon
+            raise CliError(f"--network {args.network}: pyctrd offers bridge, none, host, "
+                           "pasta or a network's name")
     if getattr(args, "publish", None):
         given["publish"] = [p for spec in args.publish for p in parse_publish(spec)]
     for dest in ("dns", "dns_search", "network_alias"):

@@ -3,6 +3,7 @@
 import os
 import re
 import secrets
+import sys
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,7 +41,7 @@ RESERVED_DESTINATIONS = ("/proc", "/sys", "/dev")
 _HOSTNAME_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$")
 
 
-@dataclass
+@dataclass(slots=True)
 class ContainerConfig:
     id: str
     name: str
@@ -63,7 +64,7 @@ class ContainerConfig:
     memory_limit: int = 0
     cpu_quota: float = 0.0
     pids_limit: int = 0
-    network: str = "none"  # the mode: "bridge", "none" or "host" (records before: none)
+    network: str = "none"  # the mode: "bridge", "none", "host", "pasta" (records before: none)
     # Networks (core/networks.py, core/netoptions.py): published ports as
     # (host_ip, host_port, container_port, protocol), resolv.conf and hosts entries.
     ports: list[tuple[str, int, int, str]] = field(default_factory=list)
@@ -96,13 +97,54 @@ class ContainerConfig:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "ContainerConfig":
+        """From the store; values that repeat across containers (an image, a command,
+        capabilities, environments) are shared, not kept once per container: nothing
+        changes a config once it is made."""
         record = dict(record)
         record["mounts"] = [tuple(m) for m in record.get("mounts", [])]
         for key in ("ports", "add_hosts"):
             record[key] = [tuple(item) for item in record.get(key, [])]
         if record.get("ulimits") is not None:
             record["ulimits"] = [tuple(u) for u in record["ulimits"]]
+        for key in _SHARED_FIELDS:
+            if key in record:
+                record[key] = shared(record[key])
         return cls(**record)
+
+
+# The config's fields whose values repeat across containers (not ids, names, times).
+_SHARED_FIELDS = ("image_id", "image_ref", "command", "env", "workdir", "user", "mounts",
+                  "network", "ports", "dns", "dns_search", "add_hosts", "network_aliases",
+                  "labels", "annotations", "capabilities", "seccomp", "ulimits",
+                  "restart_policy", "health_cmd")
+_SHARED_MAX = 20_000  # distinct values kept; beyond, new ones are simply not shared
+_shared: dict[Any, Any] = {}
+
+
+def shared(value: Any) -> Any:
+    """One object for equal values: strings, and lists and dicts of plain values (which
+    must then never be changed in place). A value that cannot be a key is kept as is."""
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) <= 256 else value
+    if isinstance(value, list):
+        key: Any = (list, tuple(value))
+    elif isinstance(value, dict):
+        key = (dict, tuple(value.items()))
+    else:
+        return value
+    try:
+        found = _shared.get(key)
+    except TypeError:  # unhashable items (a list inside): not shared
+        return value
+    if found is not None:
+        return found
+    if len(_shared) < _SHARED_MAX:
+        if isinstance(value, list):
+            value = [shared(item) for item in value]
+        else:
+            value = {shared(k): shared(v) for k, v in value.items()}
+        _shared[key] = value
+    return value
 
 
 def build_config(image: Image, image_root: Path | Sequence[Path], command: list[str],
@@ -139,7 +181,7 @@ def build_config(image: Image, image_root: Path | Sequence[Path], command: list[
     stop_signal = parse_signal(options.get("stop_signal", image.stop_signal or "SIGTERM"))
     # A network's name means a bridge (the engine has looked it up: core/networks.py).
     network = options.get("network", "bridge")
-    if network not in ("none", "host"):
+    if network not in ("none", "host", "pasta"):  # pasta: a user's own daemon's
         network = "bridge"
     network_options = check_network_options(options, network)
     workdir = options.get("workdir", image.workdir) or "/"

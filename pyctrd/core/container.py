@@ -26,10 +26,11 @@ from typing import Any, Protocol
 
 from pyctrd.core import inspect as inspect_output
 from pyctrd.core.cgroupoptions import refuse_cgroup_call
-from pyctrd.core.config import ContainerConfig, now_us
+from pyctrd.core.config import ContainerConfig, now_us, shared
 from pyctrd.core.faults import checkpoint
 from pyctrd.core.guarded import failing_as
-from pyctrd.core.networks import Attachment, Networks
+from pyctrd.core.networks import MODE_PASTA, Attachment, Networks
+from pyctrd.core.pastanet import PastaNetworks
 from pyctrd.core.ports import (
     ConmonRequest,
     ExitWatchHandle,
@@ -54,7 +55,7 @@ KILL_GRACE = 30.0  # after SIGKILL, how long to wait for the monitor's report
 EXIT_REPORT_GRACE = 0.5
 
 
-@dataclass
+@dataclass(slots=True)
 class ContainerStatus:
     """The mutable part of a container, saved on every transition."""
 
@@ -96,14 +97,19 @@ class ContainerStatus:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "ContainerStatus":
-        known = {f.name for f in fields(cls)}
-        status = cls(**{k: v for k, v in record.items() if k in known})
+        known = _STATUS_FIELDS
+        values: dict[str, Any] = {k: (shared(v) if type(v) is not int else v)
+                                  for k, v in record.items() if k in known}
+        status = cls(**values)
         status.state = State(status.state)
         if "init_pid" not in record:
             # Saved before init_pid existed: pid was runc's init PID in every state.
             status.init_pid = status.pid
         status.pid = shown_pid(status.state, status.init_pid)
         return status
+
+
+_STATUS_FIELDS = frozenset(f.name for f in fields(ContainerStatus))
 
 
 def shown_pid(state: State, init_pid: int) -> int:
@@ -128,15 +134,33 @@ class ContainerEnv:
     log_size_max: int = -1
     networks: Networks | None = None  # None: bridge networks are unavailable
     rootless: bool = False  # a user's own daemon, in its user namespace
+    pasta: PastaNetworks | None = None  # a user's own daemon's networks (core/pastanet.py)
 
 
 class Container:
+    # 100,000 of them in memory: no __dict__ each.
+    __slots__ = (
+        "__weakref__",
+        "_cleanup_task",
+        "_ending_runs",
+        "_env",
+        "_exit_waiters",
+        "_lock",
+        "_pending_exit",
+        "_run",
+        "_starting",
+        "_watch",
+        "config",
+        "removed",
+        "status",
+    )
+
     def __init__(self, config: ContainerConfig, status: ContainerStatus,
                  env: ContainerEnv) -> None:
         self.config = config
         self.status = status
         self._env = env
-        self.lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None  # made on first use
         self.removed = False
         self._watch: ExitWatchHandle | None = None
         self._exit_waiters: list[asyncio.Future[int]] = []
@@ -147,6 +171,13 @@ class Container:
         # and no other (it may have exited and started again while they waited unlocked).
         self._run = 0
         self._ending_runs: list[int] = []  # one entry per Stop/Remove/abort under way
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Serializes the calls that change the container."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     # identity
 
@@ -443,13 +474,25 @@ class Container:
         self.update_status(mounted=False, mountpoint="")
 
     async def detach_network(self) -> None:
-        """Tear down its network and namespace, if set up (netavark, core/networks.py)."""
-        if self.status.netns and self._env.networks is not None:
+        """Tear down its network and namespace, if set up (netavark, core/networks.py;
+        pasta, core/pastanet.py)."""
+        if not self.status.netns:
+            return
+        if self.config.network == MODE_PASTA:
+            if self._env.pasta is not None:
+                await self._env.pasta.detach(self, self.update_status)
+        elif self._env.networks is not None:
             await self._env.networks.detach(self, self.update_status)
 
     # internals
 
     async def _attach_network(self) -> Attachment | None:
+        if self.config.network == MODE_PASTA:
+            if self._env.pasta is None:
+                raise RuntimeFailed(f"container {self.name} needs pasta, which only a user's "
+                                    "own daemon runs; create it with another network")
+            await self.detach_network()  # a setup left by a crash
+            return await self._env.pasta.attach(self, self.update_status)
         networks = self._env.networks
         if self.config.network != "bridge" or not self.status.networks:
             return None  # none: the runtime makes an empty namespace; host: none at all

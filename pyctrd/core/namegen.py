@@ -17,10 +17,12 @@ NOUNS = (
 
 def generate_name(taken: Collection[str]) -> str:
     rng = random.SystemRandom()
-    for attempt in range(100):
+    for attempt in range(200):
         name = f"{rng.choice(ADJECTIVES)}_{rng.choice(NOUNS)}"
         if attempt > 10:
-            name += f"{rng.randrange(10, 100)}"
+            # Two digits, as podman; past those (the ~99,000 such names can all be
+            # taken at 100,000 containers), six.
+            name += f"{rng.randrange(10, 100) if attempt < 100 else rng.randrange(10**5, 10**6)}"
         if name not in taken:
             return name
     raise RuntimeError("could not generate a free container name")

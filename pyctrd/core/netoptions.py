@@ -16,8 +16,8 @@ LIST_MAX = 64
 def check_network_options(options: dict[str, Any], mode: str) -> dict[str, Any]:
     """The ContainerConfig fields of the network options, checked."""
     ports = [_port(p) for p in options.get("ports", [])]
-    if ports and mode != "bridge":
-        raise InvalidArgument(f"ports can only be published on a bridge network, not with "
+    if ports and mode not in ("bridge", "pasta"):
+        raise InvalidArgument(f"ports can only be published on a bridge or pasta network, not with "
                               f"network {mode!r}")
     if len(ports) > PORTS_MAX:
         raise InvalidArgument(f"at most {PORTS_MAX} published ports")

@@ -36,6 +36,7 @@ DEFAULT_SUBNET = "10.87.0.0/16"  # not podman's 10.88.0.0/16: both can run on on
 DEFAULT_BRIDGE = "pyctrd0"
 AUTO_POOL = ipaddress.IPv4Network("10.86.0.0/16")  # user networks' automatic /24s
 MODE_BRIDGE, MODE_NONE, MODE_HOST = "bridge", "none", "host"
+MODE_PASTA = "pasta"  # a user's own daemon's default (core/pastanet.py)
 DNS_DOMAIN = "dns.podman"  # what aardvark-dns answers under, as podman's
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 RANDOM_FROM = 1024  # subnets with more hosts hand out addresses from a random place
@@ -214,7 +215,7 @@ class Networks:
         if not NAME_RE.match(name):
             raise InvalidArgument(f"invalid network name {name!r}: use letters, digits, "
                                   "'_', '.' and '-', starting with a letter or digit")
-        if name in (MODE_BRIDGE, MODE_NONE, MODE_HOST):
+        if name in (MODE_BRIDGE, MODE_NONE, MODE_HOST, MODE_PASTA):
             raise InvalidArgument(f"{name!r} is a network mode, not a name a network may "
                                   "have; choose another name")
         if name in self._names:
@@ -537,9 +538,14 @@ def write_etc_files(container: Attachable, networks: list[Network],
                                  networks[0].gateway if networks else ""),
         "/etc/hostname": config.hostname + "\n",
     }
+    return write_bundle_files(container.bundle, files)
+
+
+def write_bundle_files(bundle: Path, files: dict[str, str]) -> dict[str, Path]:
+    """Each text as a file in the bundle (for the spec to bind-mount at its key)."""
     written = {}
     for destination, text in files.items():
-        path = container.bundle / os.path.basename(destination)
+        path = bundle / os.path.basename(destination)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
         os.chmod(tmp, 0o644)

@@ -7,7 +7,7 @@ pyctrd.storage.rootfs.RootfsStorage); unit tests plug in fakes whose timing
 they control (tests/support/fake_runtime.py).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,7 +15,7 @@ from pyctrd.oci.conmon import ConmonRequest, Launched
 from pyctrd.storage.rootfs import RootfsPaths
 
 __all__ = ["ConmonRequest", "ExitWatchHandle", "Launched", "MonitorPort", "NetworkPort",
-           "OCIRuntimePort", "RootfsPort"]
+           "OCIRuntimePort", "PastaPort", "RootfsPort"]
 
 
 class OCIRuntimePort(Protocol):
@@ -129,3 +129,39 @@ class NetworkPort(Protocol):
         ...
 
     async def teardown(self, netns_path: Path, request: dict[str, Any]) -> None: ...
+
+
+class PastaPort(Protocol):
+    """User-mode networking for a user's own daemon (pyctrd.network.pasta.Pasta):
+    a pasta process per container namespace. Failures raise RuntimeFailed."""
+
+    @property
+    def dns_forward(self) -> str:
+        """The address in the namespace whose DNS queries reach the host's resolver."""
+        ...
+
+    async def create_netns(self, path: Path) -> None: ...
+
+    async def remove_netns(self, path: Path) -> None: ...
+
+    def netns_exists(self, path: Path) -> bool: ...
+
+    def unprivileged_port_start(self) -> int:
+        """The lowest host port the daemon's user may publish."""
+        ...
+
+    def host_route(self) -> tuple[str, str]:
+        """(the container's address, its gateway) as pasta configures them."""
+        ...
+
+    async def start(self, netns_path: Path, ports: Iterable[tuple[str, int, int, str]],
+                    pid_file: Path) -> int:
+        """Connect the namespace, publishing ``ports`` (host_ip, host_port,
+        container_port, protocol); pasta's pid once ready. Nothing left on failure."""
+        ...
+
+    def running(self, pid_file: Path, netns_path: Path) -> bool: ...
+
+    async def stop(self, pid_file: Path, netns_path: Path) -> None:
+        """Stop the pasta of ``pid_file`` and wait for it; repeatable."""
+        ...

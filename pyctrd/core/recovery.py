@@ -2,13 +2,17 @@
 restart (conmon kept the containers running) or a reboot (nothing runs).
 
 The Engine decides whether this is a new boot (the boot id stored in the
-database differs) and calls ``Recovery.recover_all`` once, before serving.
+database differs) and, before serving, calls ``Recovery.prepare``: what must
+happen before anything else (a new boot's per-boot state wiped, its
+containers marked exited) and which containers need reconciling. Those are
+then held (core/recovering.py) and reconciled in the background by
+``recover_each`` while the daemon serves the others.
 """
 
 import asyncio
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pyctrd.core.config import now_us
@@ -34,17 +38,33 @@ class Recovery:
         self._oci = oci
         self._monitor = monitor
         self._storage = storage
+        self._mounted: set[str] = set()  # the host's mount points when prepared
 
-    async def recover_all(self, containers: Iterable[Container], new_boot: bool) -> None:
-        """Reconcile each container with the runtime, the monitors and the mount table.
-
-        A container whose recovery fails is logged and left as it was; the others go on.
-        """
-        mounted = self._storage.mounted_paths()
+    def prepare(self, containers: Iterable[Container], new_boot: bool) -> list[Container]:
+        """Synchronous, before serving: the containers whose stored state may be
+        stale or that have something to tidy (cheap tests, for 100,000 containers)."""
+        self._mounted = self._storage.mounted_paths()
         if new_boot:
             self.wipe_per_boot_state()
-        runtime_ids = set(os.listdir(self._layout.runtime_root))
+        # Containers with runtime state or a mount: looked up, not a path made for each.
+        involved = set(os.listdir(self._layout.runtime_root)) | self._mounted_ids()
+        pending = [c for c in containers if self.needs_recovery(c, involved)]
+        if new_boot:
+            # Nothing of the last boot runs: true at once, before anyone asks.
+            for container in pending:
+                if not container.status.removing:
+                    self._forget_last_boot(container)
+        return pending
+
+    async def recover_each(self, containers: Iterable[Container], new_boot: bool,
+                           recovered: Callable[[Container], None]) -> None:
+        """Reconcile each of ``containers`` (from ``prepare``; their locks held by the
+        caller), calling ``recovered`` for each once it is done, failed or not.
+
+        A container whose recovery fails is logged and marked unknown; the others go on.
+        """
         limit = asyncio.Semaphore(PARALLELISM)
+        mounted = self._mounted
 
         async def recover_one(container: Container) -> None:
             async with limit:
@@ -60,9 +80,10 @@ class Recovery:
                     except Exception:
                         log.exception("container %s: could not be marked unknown",
                                       container.name)
+                finally:
+                    recovered(container)
 
-        await asyncio.gather(*(recover_one(c) for c in list(containers)
-                               if self.needs_recovery(c, mounted, runtime_ids)))
+        await asyncio.gather(*(recover_one(c) for c in list(containers)))
 
     def wipe_per_boot_state(self) -> None:
         """The last boot's runc state, bundles and exit files describe processes that
@@ -76,36 +97,43 @@ class Recovery:
                 log.warning("could not delete %s: %s", directory, err)
         layout.create_dirs()
 
-    def needs_recovery(self, container: Container, mounted: set[str],
-                       runtime_ids: set[str]) -> bool:
-        """Cheap test, for 10,000 containers at start-up: is there anything to reconcile?"""
+    def needs_recovery(self, container: Container, involved: set[str]) -> bool:
+        """Cheap test, for 100,000 containers at start-up: is there anything to
+        reconcile? ``involved``: the IDs of those with runtime state or a mount."""
         st = container.status
-        if (st.removing or st.needs_cleanup or st.mounted or st.user_mounted or st.netns
-                or container.state not in (State.CONFIGURED, State.EXITED)
-                or container.id in runtime_ids):
-            return True
-        return (str(self._layout.rootfs_mountpoint(container.id)) in mounted
-                or str(self._layout.shm_dir(container.id)) in mounted)
+        return bool(st.removing or st.needs_cleanup or st.mounted or st.user_mounted
+                    or st.netns or container.state not in (State.CONFIGURED, State.EXITED)
+                    or container.id in involved)
+
+    def _mounted_ids(self) -> set[str]:
+        """The containers whose root filesystem or /dev/shm is mounted."""
+        ids: set[str] = set()
+        for where in (self._layout.rootfs_mountpoint, self._layout.shm_dir):
+            prefix, _, suffix = str(where("\0")).partition("\0")
+            for path in self._mounted:
+                if path.startswith(prefix) and path.endswith(suffix):
+                    ids.add(path[len(prefix):len(path) - len(suffix)])
+        return ids
 
     async def recover(self, container: Container, new_boot: bool,
                       mounted: set[str]) -> None:
-        """Make the stored state true again; ``mounted`` is the host's mount points."""
-        async with container.lock:
-            if container.status.removing:
-                await container.finish_removal()
-                return
-            if new_boot:
-                self._forget_last_boot(container)
-            elif container.state in ACTIVE or container.state == State.UNKNOWN:
-                await self._readopt(container)
-            elif container.status.needs_cleanup or container.has_runtime_state():
-                # Killed between runc create and saving, or before cleaning up an exit.
-                container.update_status(needs_cleanup=True)
-                await container.cleanup_runtime()
-            elif container.status.netns:
-                # Killed between setting up its network and launching it.
-                await container.detach_network()
-            self._reconcile_mounts(container, mounted)
+        """Make the stored state true again, with the container's lock held (by the
+        caller); ``mounted`` is the host's mount points."""
+        if container.status.removing:
+            await container.finish_removal()
+            return
+        if new_boot:
+            self._forget_last_boot(container)  # done in prepare(): repeating costs nothing
+        elif container.state in ACTIVE or container.state == State.UNKNOWN:
+            await self._readopt(container)
+        elif container.status.needs_cleanup or container.has_runtime_state():
+            # Killed between runc create and saving, or before cleaning up an exit.
+            container.update_status(needs_cleanup=True)
+            await container.cleanup_runtime()
+        elif container.status.netns:
+            # Killed between setting up its network and launching it.
+            await container.detach_network()
+        self._reconcile_mounts(container, mounted)
 
     def _forget_last_boot(self, container: Container) -> None:
         # Nothing of the last boot runs any more; its per-boot files are gone already

@@ -24,7 +24,7 @@ import logging
 import re
 import select
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,11 +191,29 @@ class Connection(VarlinkInterfaceServerProtocol):
 
     def call_received(self, call: VarlinkMethodCall,
                       fds: FileDescriptorArray | None) -> asyncio.Future[None] | None:
-        running = self._dispatch(call, fds)
+        gate = self._operations.engine.recovering
+        if gate.active and call.method_interface == VARLINK_CONTAINER:
+            # Recovery runs after we serve (core/recovering.py); a container's state is
+            # answered only once confirmed. Recovery is short (500 running: ~2 ms after
+            # the name), so a container call waits for all of it; the next call on this
+            # connection is read only once this one is done, as always.
+            running: asyncio.Future[None] | None = asyncio.ensure_future(
+                self._after_recovery(gate.all_ready(), call, fds))
+            if fds is not None:
+                fds.reference_until_done(running)  # type: ignore[arg-type]
+        else:
+            running = self._dispatch(call, fds)
         if running is not None:
             self._calls.add(running)
             running.add_done_callback(self._calls.discard)
         return running
+
+    async def _after_recovery(self, recovered: Awaitable[None], call: VarlinkMethodCall,
+                              fds: FileDescriptorArray | None) -> None:
+        await recovered
+        dispatched = self._dispatch(call, fds)
+        if dispatched is not None:
+            await dispatched
 
     def send_reply(self, reply: VarlinkMethodReply, fds: list[int] | None = None,
                    autoclose: bool = True) -> asyncio.Future[None]:

@@ -16,6 +16,7 @@ from asyncvarlink import varlinksignature
 
 from pyctrd.core.container import Container
 from pyctrd.core.image import Image
+from pyctrd.core.recovering import RecoveryGate
 from pyctrd.errors import (
     AccessDenied,
     InteractiveAuthorizationRequired,
@@ -309,7 +310,8 @@ class _ServedOperations(_FakeOperations):
         super().__init__(BUSYBOX)
         self.container = _Container()
         self.engine = SimpleNamespace(listener=SimpleNamespace(add=lambda _: None,
-                                                               remove=lambda _: None))
+                                                               remove=lambda _: None),
+                                      recovering=RecoveryGate())
 
     def target(self, operation: Operation, given: str) -> Any:
         if given in ("web", self.container.id):

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from pyctrd.core.recovering import RecoveryGate
 from pyctrd.ops.authority import Authority
 from pyctrd.varlink import server
 from pyctrd.varlink.framing import Framer, MessageTooLarge
@@ -124,7 +125,8 @@ async def small_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     """A public server (an Authority) whose clients are the next peers of the list."""
     peers = [Peer(pid=os.getpid(), uid=1000, gid=1000, start_time=1)]
     monkeypatch.setattr(server, "peer_of", lambda _sock: peers[0])
-    ops = SimpleNamespace(version="0", engine=SimpleNamespace(listener=_Listener()))
+    ops = SimpleNamespace(version="0", engine=SimpleNamespace(listener=_Listener(),
+                                                              recovering=RecoveryGate()))
     vl = server.VarlinkServer(ops, tmp_path / "io.pyctrd",  # type: ignore[arg-type]
                               Authority(None),  # type: ignore[arg-type]
                               Limits(max_message_size=1000, max_connections=6,
@@ -217,7 +219,8 @@ async def test_idle_connections_close_and_busy_ones_do_not(
 
 
 def test_a_session_daemons_socket_has_no_per_uid_share(tmp_path: Path) -> None:
-    ops = SimpleNamespace(version="0", engine=SimpleNamespace(listener=_Listener()))
+    ops = SimpleNamespace(version="0", engine=SimpleNamespace(listener=_Listener(),
+                                                              recovering=RecoveryGate()))
     vl = server.VarlinkServer(ops, tmp_path / "io.pyctrd", None,  # type: ignore[arg-type]
                               Limits(max_connections=6, root_reserve=2, per_uid=2))
     assert vl.limits.admits(1000, total=5, of_uid=5) == ""
