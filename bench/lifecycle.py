@@ -122,6 +122,7 @@ async def run_set(work: Path, tarball: Path, runtime: str, n: int,
         os.close(fd)
         client = PyctrdClient(bus)
         conmon_phases: dict[str, list[float]] = {}
+        same_phases: dict[str, list[float]] = {}
 
         async def sync(fn: Callable[[], float]) -> float:
             return fn()
@@ -129,7 +130,7 @@ async def run_set(work: Path, tarball: Path, runtime: str, n: int,
         columns: dict[str, Callable[[], Awaitable[float]]] = {
             "pyctrd": client.cycle,
             "conmon": lambda: sync(lambda: baseline.conmon_cycle(conmon_phases)),
-            "same": lambda: sync(same_spec.conmon_cycle),
+            "same": lambda: sync(lambda: same_spec.conmon_cycle(same_phases)),
             "run": lambda: sync(baseline.runtime_run),
         }
         if podman:
@@ -140,6 +141,7 @@ async def run_set(work: Path, tarball: Path, runtime: str, n: int,
             if i == WARMUP:  # phases count only the measured runs
                 client.phases.clear()
                 conmon_phases.clear()
+                same_phases.clear()
             for col, one in list(columns.items()):
                 try:
                     elapsed = await one()
@@ -153,7 +155,8 @@ async def run_set(work: Path, tarball: Path, runtime: str, n: int,
                     times.setdefault(col, []).append(elapsed)
         bus.disconnect()
         return {"times": times, "failed": failed,
-                "phases": {"pyctrd": client.phases, "conmon": conmon_phases}}
+                "phases": {"pyctrd": client.phases, "conmon": conmon_phases,
+                           "same": same_phases}}
     finally:
         daemon.stop()
         bus_proc.stop()
@@ -202,15 +205,18 @@ def report(sets: dict[str, dict], n: int) -> list[str]:
             notes.append(f"- {label}: {column_title(col, label.split()[0])} failed: `{msg}`")
         if res.get("skipped"):
             notes.append(f"- {label}: {res['skipped']}")
-    lines += ["", "Phases (medians): pyctrd's calls beside the conmon cycle's steps.", "",
+    lines += ["", "Phases (medians): pyctrd's calls beside the conmon cycle's steps "
+              "(plain spec / pyctrd's spec).", "",
               "| runtime | pyctrd Create | Start | Wait | Remove | conmon create | start "
               "| wait (pidfd) | delete |", "|---|---|---|---|---|---|---|---|---|"]
     for label, res in sets.items():
         p, c = res["phases"]["pyctrd"], res["phases"]["conmon"]
+        same = res["phases"].get("same", {})
         if not p and not c:
             continue
         cells = [fmt_ms(p.get(k)) for k in ("Create", "Start", "Wait", "Remove")]
-        cells += [fmt_ms(c.get(k)) for k in ("create", "start", "wait", "delete")]
+        cells += [f"{fmt_ms(c.get(k))} / {fmt_ms(same.get(k))}"
+                  for k in ("create", "start", "wait", "delete")]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines + (["", *notes] if notes else [])
 

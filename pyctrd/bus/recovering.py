@@ -3,8 +3,10 @@
 The daemon takes its name before recovery is done. A call on a container
 still being recovered (its properties, its methods, its exec sessions) is set
 aside until that container is reconciled, then dispatched as if it came then;
-a listing of containers waits for the whole recovery. Nothing is answered
-from a state recovery has not confirmed. Calls on other objects go on at once.
+a Manager call (listings, but also a lookup or a create by name, which a
+Remove cut short by a crash still holds until recovery finishes it) waits for
+the whole recovery. Nothing is answered from a state recovery has not
+confirmed. Calls on other objects go on at once.
 """
 
 import asyncio
@@ -14,9 +16,6 @@ from dbus_fast import Message
 
 from pyctrd.core.recovering import RecoveryGate
 from pyctrd.ops.names import CONTAINER_PREFIX, MANAGER_PATH
-
-# Manager methods whose answers show containers' states.
-LISTINGS = frozenset({"GetManagedObjects", "ListContainers", "ListContainersPaged"})
 
 
 class RecoveryWaits:
@@ -42,7 +41,7 @@ class RecoveryWaits:
             container_id = path[len(CONTAINER_PREFIX):].split("/", 1)[0]
             if self._gate.pending(container_id):
                 return self._gate.ready(container_id)
-        elif path == MANAGER_PATH and member in LISTINGS:
+        elif path == MANAGER_PATH:
             return self._gate.all_ready()
         return None
 

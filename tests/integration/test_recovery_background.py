@@ -78,13 +78,15 @@ async def test_calls_wait_for_their_container_recovery_and_others_do_not(
         held_objects = asyncio.ensure_future(bus.call(
             "/org/pyctrd1", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects"))
         held_kill = asyncio.ensure_future(bus.ctr(running, "Kill", "s", ["SIGKILL"]))
+        # a lookup by name too: a Remove cut short is finished by recovery
+        held_lookup = asyncio.ensure_future(bus.manager("GetContainer", "s", ["bg-idle"]))
         held_varlink = asyncio.ensure_future(varlink_call(
             d.run_root / "io.pyctrd", "io.pyctrd.Container.Get", {"name": "bg-running"}))
         # Sent after those, answered before them: other containers are served.
         assert await bus.state(idle) == "configured"
         (inspected,) = await bus.ctr(idle, "Inspect")
         assert json.loads(inspected)["State"]["Status"] == "configured"
-        held = (held_get, held_list, held_objects, held_kill, held_varlink)
+        held = (held_get, held_list, held_objects, held_kill, held_varlink, held_lookup)
         assert not any(f.done() for f in held)
         # bg-dies needed no runtime call: recovered already, with its exit.
         assert (await bus.ctr(dies, "Wait"))[0] == 137
@@ -100,6 +102,7 @@ async def test_calls_wait_for_their_container_recovery_and_others_do_not(
     (objects,) = await held_objects
     assert objects[running][CONTAINER]["State"].value == "running"
     await held_kill  # it found the container running, recovered
+    assert (await held_lookup)[0] == idle
     info = (await held_varlink)["parameters"]["container"]
     assert (info["state"], info["pid"]) == ("running", pid)
     assert await bus.prop(dies, "ExitCode") == 137
