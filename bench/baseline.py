@@ -68,7 +68,13 @@ class Bench:
     def _bundle(self, cid: str) -> Path:
         bundle = self.bundles / cid
         bundle.mkdir()
-        (bundle / "config.json").write_text(self.spec)
+        spec = self.spec
+        if self.make_spec is not None:
+            # pyctrd's spec names a cgroup: one per container, as pyctrd gives
+            # (concurrent cycles in one cgroup fail when one removes it)
+            spec = spec.replace('"cgroupsPath": "/pyctrd/bench"',
+                                f'"cgroupsPath": "/pyctrd-bench/{cid}"')
+        (bundle / "config.json").write_text(spec)
         return bundle
 
     def runtime_run(self) -> float:
