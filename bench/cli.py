@@ -5,7 +5,8 @@ With no container defined: `pyctr ps` over Varlink (the daemon's socket, as
 pyctr uses it when the bus is the default one) and over D-Bus, `pyctr run
 --rm --network none busybox true`, and podman's `ps` and `run --rm --network
 none` of the same image with a private config; `python -c pass` (the
-interpreter alone, site included) as the floor. Rounds alternate the
+interpreter alone, site included) as the floor. `run` goes over Varlink
+like `ps` (Create, OpenLog, Start, Wait, Remove), and over D-Bus beside it. Rounds alternate the
 commands, so load that comes and goes falls on all of them alike.
 
     .venv/bin/python bench/cli.py [-n 30] [--output bench/RESULTS.md] [--note TEXT]
@@ -62,6 +63,9 @@ def main() -> None:
                                  PYCTR_ENV),
             "pyctr run --rm --network none busybox true": (
                 [PYCTR, "--address", bus.address, "--varlink", sock, "run", "--rm",
+                 "--network", "none", "busybox", "true"], PYCTR_ENV),
+            "pyctr run (D-Bus)": (
+                [PYCTR, "--address", bus.address, "--varlink", "", "run", "--rm",
                  "--network", "none", "busybox", "true"], PYCTR_ENV),
         }
         if podman is not None:

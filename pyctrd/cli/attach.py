@@ -24,13 +24,10 @@ from pyctrd.cli.bus import Daemon, Ref
 from pyctrd.cli.detachkeys import SentTail
 from pyctrd.cli.errors import CliError
 from pyctrd.cli.logstream import overlap
+from pyctrd.cli.sigproxy import GIVE_UP_AFTER, PROXIED_SIGNALS
 
 CHUNK = 8192  # conmon takes at most 8 KiB per stdin packet
 EOT = b"\x04"  # what a terminal sends for ctrl-d: EOF for the program reading it
-
-# Signals `run` passes on to an attached container, as podman's --sig-proxy does.
-PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                   signal.SIGUSR1, signal.SIGUSR2)
 
 
 async def stdin_chunks(fd: int = 0) -> AsyncIterator[bytes]:
@@ -187,9 +184,6 @@ async def relay_plain(sock: socket.socket, send_input: bool, close_on_eof: bool,
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
         sock.close()
-
-
-GIVE_UP_AFTER = 3  # ctrl-c's passed on before we stop following (PID 1 may ignore SIGINT)
 
 
 @contextlib.contextmanager

@@ -8,10 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sys
-from typing import BinaryIO
 
 from pyctrd.cli.bus import Daemon, Ref
+from pyctrd.cli.logrecords import output_for, parse_record
 from pyctrd.ops.names import CONTAINER_IFACE
 
 READ_LIMIT = 1 << 22  # a record is at most 1 MiB (pyctrd cuts longer ones)
@@ -23,16 +22,6 @@ async def open_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransp
     transport, _ = await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
     return reader, transport
-
-
-def parse_record(line: bytes) -> tuple[bytes, str, bytes]:
-    """(time, stream, text without its newline)."""
-    stamp, stream, text = [*line.rstrip(b"\n").split(b" ", 2), b"", b""][:3]
-    return stamp, stream.decode(errors="replace"), text
-
-
-def output_for(stream: str) -> BinaryIO:
-    return sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
 
 
 async def count_records(daemon: Daemon, ref: Ref) -> int:

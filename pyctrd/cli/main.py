@@ -1,5 +1,6 @@
 """pyctr: pyctrd's podman-like command-line client; it speaks D-Bus, and
-Varlink for the verbs that read a lot (ps).
+Varlink for ps and for run without -i/-t (no asyncio, no dbus-fast), falling
+back to D-Bus before anything was done.
 
 main() is the one place errors turn into an exit status: one line on stderr,
 never a traceback. Imports are lazy: a verb loads what it uses (asyncio and

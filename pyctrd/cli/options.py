@@ -13,13 +13,14 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
-
-from dbus_fast import Variant
+from typing import TYPE_CHECKING, Any
 
 from pyctrd.cli.errors import CliError
 from pyctrd.errors import InvalidArgument
 from pyctrd.ops.options import OPTIONS, decode_dbus, encode_dbus
+
+if TYPE_CHECKING:
+    from dbus_fast import Variant  # imported when used: run over Varlink goes without
 
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?) ?([bkmgtp])?(?:i?b)?$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -414,9 +415,10 @@ def parse_security_opts(items: list[str]) -> dict[str, Any]:
     return given
 
 
-def create_options(args: argparse.Namespace,
-                   environ: Mapping[str, str] | None = None) -> dict[str, Variant]:
-    """The CreateContainer options (a{sv}) for the create/run flags in ``args``.
+def typed_options(args: argparse.Namespace,
+                  environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, Any]]:
+    """The CreateContainer options for the create/run flags in ``args``, as
+    (D-Bus signature, plain value) pairs.
 
     Each value is typed by the option schema and checked as the daemon will
     check it (ranges, NaN), so a bad value fails here with the daemon's words.
@@ -432,4 +434,33 @@ def create_options(args: argparse.Namespace,
         decode_dbus(typed)
     except InvalidArgument as err:
         raise CliError(str(err)) from None
-    return {key: Variant(signature, value) for key, (signature, value) in typed.items()}
+    return typed
+
+
+def create_options(args: argparse.Namespace,
+                   environ: Mapping[str, str] | None = None) -> dict[str, Variant]:
+    """The CreateContainer options (a{sv}) for the create/run flags in ``args``."""
+    from dbus_fast import Variant
+    return {key: Variant(signature, value)
+            for key, (signature, value) in typed_options(args, environ).items()}
+
+
+def varlink_create_options(args: argparse.Namespace,
+                           environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """The same options as Varlink Create's CreateOptions struct (JSON); None when
+    one has no exact Varlink form (then D-Bus carries them)."""
+    import dataclasses
+    import typing
+    struct: dict[str, Any] = {}
+    for key, (signature, value) in typed_options(args, environ).items():
+        option = OPTIONS[key]
+        if signature != option.signatures[0]:
+            if option.signatures[0] != "s" or signature != "u":
+                return None
+            value = str(value)  # a signal number: the daemon reads "15" as 15
+        elif signature.startswith("a("):  # a list of structs: objects with named fields
+            (item_type,) = typing.get_args(option.varlink_type)
+            names = [f.name for f in dataclasses.fields(item_type)]
+            value = [dict(zip(names, item, strict=True)) for item in value]
+        struct[key] = value
+    return struct

@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keys that detach from an -it container (default ctrl-p,ctrl-q)")
     _container_flags(run)
     _handler(run, "run:cmd_run")
+    run.set_defaults(varlink_handler="runvarlink:run_over_varlink")
 
     # listing and looking
     ps = sub.add_parser("ps", help="list containers")

@@ -70,6 +70,8 @@ METHODS: dict[str, dict[str, Operation]] = {
         **{m: EXEC_SESSION_OPS["Wait"] for m in ("ExecWait", "ExecGet", "ExecWatch")},
         # Records of OpenLog's stream, as replies: the same action and cap.
         "Logs": CONTAINER_OPS["OpenLog"],
+        "OpenLog": CONTAINER_OPS["OpenLog"],
+        "Attach": CONTAINER_OPS["Attach"],
     },
     VARLINK_EVENTS: {"List": MANAGER_OPS["GetEvents"]},
     VARLINK_NETWORK: {

@@ -16,9 +16,11 @@ from pyctrd.ops import listing
 from pyctrd.ops.names import VARLINK_CONTAINER
 from pyctrd.ops.operations import Operations
 from pyctrd.ops.options import UINT32_MAX, CreateOptions, decode_varlink
+from pyctrd.ops.streams import StreamOwner
 from pyctrd.varlink.errors import ErrorSet
 from pyctrd.varlink.exec import ExecMethods
 from pyctrd.varlink.observe import LogRecord, Stats, stats_of, stream_logs
+from pyctrd.varlink.protocol import current_call
 from pyctrd.varlink.streaming import all_but_last, send_continued_value, wants_more, watch
 from pyctrd.varlink.types import (
     ROWS_PER_REPLY,
@@ -41,6 +43,12 @@ ERRORS = ErrorSet(VARLINK_CONTAINER, (
 class Created(TypedDict):
     id: str
     name: str
+
+
+def stream_owner() -> StreamOwner:
+    """The current call's caller, as the owner of a stream it opens."""
+    call = current_call.get()
+    return StreamOwner(call.peer.uid, f"varlink:{id(call.connection)}")
 
 
 class ContainerPage(TypedDict):
@@ -222,6 +230,29 @@ class ContainerVarlink(ExecMethods, VarlinkInterface, name=VARLINK_CONTAINER):
         (only with a network namespace of its own), and when they were read."""
         with self._container(name) as container:
             return stats_of(self._ops.stats(container))
+
+    # Streams as descriptors, as D-Bus's OpenLog and Attach hand them: the caller's
+    # (capped per uid as there), closed here once the reply is sent.
+
+    @varlinkmethod(return_parameter="fd")
+    async def OpenLog(self, *, name: str, follow: bool | None = None) -> FileDescriptor:
+        """Its log as a passed descriptor (a pipe to read): one record per line,
+        "<RFC 3339 time> <stdout|stderr> <text>", bytes as written; with follow,
+        new records as they come until it exits, then EOF. For a caller that can
+        take a descriptor (Logs sends the records as replies instead)."""
+        with self._container(name) as container:
+            fd = await self._ops.open_log(container, bool(follow), stream_owner())
+        return FileDescriptor(fd, should_close=True)
+
+    @varlinkmethod(return_parameter="fd")
+    async def Attach(self, *, name: str, detach_keys: str | None = None) -> FileDescriptor:
+        """A socket (a passed descriptor) joined to the running container's stdio
+        from now on: its terminal, or its merged stdout and stderr and (with the
+        stdin option) its stdin; detach_keys as D-Bus Attach's ("": the default
+        ctrl-p,ctrl-q). EOF once it exits or the keys detached."""
+        with self._container(name) as container:
+            fd = await self._ops.attach(container, detach_keys or "", stream_owner())
+        return FileDescriptor(fd, should_close=True)
 
     @varlinkmethod(return_parameter="record")
     async def Logs(self, *, name: str, follow: bool | None = None,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import socket
 import sys
 from typing import Any
 
 from pyctrd.cli import attach, detachkeys
 from pyctrd.cli.bus import Daemon, Ref
+from pyctrd.cli.cidfile import check_cidfile as _check_cidfile
+from pyctrd.cli.cidfile import write_cidfile as _write_cidfile
 from pyctrd.cli.commands import for_each, print_error, registry, targets
 from pyctrd.cli.errors import CliError, DaemonError, about, name_in_use, run_exit_status
 from pyctrd.cli.format import SHORT_ID
@@ -22,24 +23,6 @@ from pyctrd.ops.names import CONTAINER_IFACE, IMAGE_IFACE
 from pyctrd.ops.options import OPTIONS
 
 ACTIVE = ("running", "paused")
-
-
-def _check_cidfile(path: str | None) -> None:
-    """podman refuses a --cidfile that exists before creating anything."""
-    if path and os.path.exists(path):
-        raise CliError(f"container id file exists. Ensure another container is not using it "
-                       f"or delete {path}")
-
-
-def _write_cidfile(path: str | None, cid: str) -> None:
-    if not path:
-        return
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    except OSError as err:
-        raise CliError(f"opening cidfile: {err.strerror}: {path}") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(cid)
 
 
 async def _create(daemon: Daemon, args: argparse.Namespace) -> Ref:
