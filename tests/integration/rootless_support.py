@@ -13,6 +13,7 @@ the user can read when the originals are out of its reach.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pwd
@@ -61,6 +62,7 @@ def python_path(user: TestUser) -> str:
         return f"{site}:{REPO}"
     if _code_dir is None:
         _code_dir = Path(tempfile.mkdtemp(prefix="pyctrd-rootless-code-"))
+        atexit.register(shutil.rmtree, _code_dir, True)  # 160 MB: not left in /tmp
         _code_dir.chmod(0o755)
         shutil.copytree(site, _code_dir / "site", symlinks=True)
         shutil.copytree(REPO / "pyctrd", _code_dir / "repo" / "pyctrd",
