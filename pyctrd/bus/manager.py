@@ -75,7 +75,7 @@ class ManagerObject(ServiceInterface):
     async def ListContainersPaged(self, options: "a{sv}") -> "a{oa{sa{sv}}}s":
         # BusService answers it first, from GetManagedObjects' marshalled entries
         # (bus/paging.py); this is the same answer the slow way.
-        return list(paging.page_values(self.operations.list_containers(),
+        return list(paging.page_values(self.operations.page_containers,
                                        paging.page_request(options)))
 
     @method()

@@ -10,7 +10,7 @@ ListPaged.
 """
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from dbus_fast import Message, Variant
@@ -23,6 +23,9 @@ from pyctrd.errors import InvalidArgument
 from pyctrd.ops import listing
 from pyctrd.ops.names import CONTAINER_IFACE, PROPERTIES_IFACE, container_path
 from pyctrd.ops.properties import CONTAINER_PROPERTIES
+
+# a page of containers and the ID to continue after (Operations.page_containers)
+Pager = Callable[[listing.PageRequest], tuple[list[Container], str]]
 
 SIGNATURE = "a{oa{sa{sv}}}s"
 _ENTRY_SIGNATURE = "(oa{sa{sv}})"
@@ -54,19 +57,19 @@ def interfaces(container: Container, request: listing.PageRequest) -> Interfaces
             **{name: {} for name in _STANDARD}}
 
 
-def page_values(containers: Iterable[Container], request: listing.PageRequest
+def page_values(pager: Pager, request: listing.PageRequest
                 ) -> tuple[dict[str, Interfaces], str]:
     """The reply as values, for dbus-fast to marshal (the Manager method's own path)."""
-    found, after = listing.page(containers, request)
+    found, after = pager(request)
     return {container_path(c.id): interfaces(c, request) for c in found}, after
 
 
-def page_reply(msg: Message, containers: Iterable[Container], managed: ManagedObjects,
+def page_reply(msg: Message, pager: Pager, managed: ManagedObjects,
                interfaces_of: Callable[[Container], Interfaces]) -> RawReply:
     """The reply to ``msg``, marshalled here; with every property, of the entries
     GetManagedObjects keeps (``interfaces_of`` makes a missing one)."""
     request = page_request(msg.body[0])
-    found, after = listing.page(containers, request)
+    found, after = pager(request)
     parts: list[bytes] = []
     size = 0
     every = request.properties == _ALL

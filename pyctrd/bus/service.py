@@ -311,7 +311,7 @@ class BusService:
                     and msg.interface in (None, MANAGER_IFACE)):
                 # pages of the entries above, not marshalled again (bus/paging.py)
                 try:
-                    reply = paging.page_reply(msg, self.engine.containers.values(),
+                    reply = paging.page_reply(msg, self.operations.page_containers,
                                               self._managed, _container_interfaces)
                 except PyctrdError as err:
                     return self._refused(msg, err)

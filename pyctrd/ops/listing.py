@@ -9,11 +9,14 @@ ID of the previous page. A container created or removed while a client pages
 may or may not appear; each one listed is listed once.
 """
 
+import bisect
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pyctrd.core.container import Container
+from pyctrd.core.listening import EngineListener
 from pyctrd.errors import InvalidArgument
 from pyctrd.ops.properties import CONTAINER_PROPERTIES, Property
 
@@ -82,3 +85,36 @@ def page(containers: Iterable[Any], request: PageRequest) -> tuple[list[Any], st
         found = found[:request.limit]
         return found, found[-1].id
     return found, ""
+
+
+class ContainerIds(EngineListener):
+    """The containers' IDs in order, kept as containers come and go (an engine
+    listener), so that a page begins with a bisection: ``page`` makes a pass over
+    every container for each page, 50 passes over 100,000 for a whole listing."""
+
+    def __init__(self, containers: Mapping[str, Any]) -> None:
+        self._containers = containers
+        self.ids = sorted(containers)
+
+    def container_added(self, container: Container) -> None:
+        i = bisect.bisect_left(self.ids, container.id)
+        if i == len(self.ids) or self.ids[i] != container.id:
+            self.ids.insert(i, container.id)
+
+    def container_removed(self, container: Container) -> None:
+        i = bisect.bisect_left(self.ids, container.id)
+        if i < len(self.ids) and self.ids[i] == container.id:
+            del self.ids[i]
+
+    def page(self, request: PageRequest) -> tuple[list[Any], str]:
+        """What ``page`` answers for the containers, without the pass."""
+        ids, containers, states = self.ids, self._containers, request.states
+        found: list[Any] = []
+        for i in range(bisect.bisect_right(ids, request.after), len(ids)):
+            container = containers.get(ids[i])
+            if container is None or (states and str(container.state) not in states):
+                continue
+            if len(found) == request.limit:  # one more exists: there is a next page
+                return found, found[-1].id
+            found.append(container)
+        return found, ""

@@ -31,6 +31,7 @@ from pyctrd.core.unixsignals import parse_signal
 from pyctrd.core.volumes import Volume, inspect_mounts
 from pyctrd.errors import PyctrdError
 from pyctrd.oci import rlimits
+from pyctrd.ops import listing
 from pyctrd.ops.streams import StreamLimits, StreamOwner
 from pyctrd.registry.skopeo import TransferOptions
 
@@ -204,6 +205,14 @@ class Operations:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.streams = StreamLimits()
+        self._ids: listing.ContainerIds | None = None  # made on the first page
+
+    def page_containers(self, request: listing.PageRequest) -> tuple[list[Container], str]:
+        """A page of containers by ID (ops/listing.py), from an index of their IDs."""
+        if self._ids is None:
+            self._ids = listing.ContainerIds(self.engine.containers)
+            self.engine.listener.add(self._ids)
+        return self._ids.page(request)
 
     def target(self, operation: Operation,
                given: str) -> Container | Image | Network | Volume | None:

@@ -100,7 +100,7 @@ class ContainerVarlink(ExecMethods, VarlinkInterface, name=VARLINK_CONTAINER):
         the last page. As D-Bus's ListContainersPaged: nothing is held between calls."""
         with ERRORS.translated():
             request = listing.page_request(after=after, limit=limit, states=states)
-        found, following = listing.page(self._ops.list_containers(), request)
+        found, following = self._ops.page_containers(request)
         return {"containers": [container_info(c) for c in found], "next": following}
 
     @varlinkmethod(return_parameter="rows", allow_foreign=True)

@@ -1,5 +1,6 @@
 """pyctrd.ops.listing: pages by ID, stateless, cheap at 100,000 containers."""
 
+import random
 import time
 from dataclasses import dataclass
 
@@ -63,3 +64,27 @@ def test_a_page_of_100000_is_cheap() -> None:
     elapsed = time.perf_counter() - start
     assert len(found) == 2000 and after == found[-1].id
     assert elapsed < 0.5, f"one page of 100,000 took {elapsed:.3f} s"
+
+
+def test_the_id_index_pages_as_the_pass_does_as_containers_come_and_go() -> None:
+    rng = random.Random(7)
+    states = ["configured", "running", "exited"]
+    containers = {cid: Fake(cid, rng.choice(states))
+                  for cid in (f"{rng.getrandbits(64):016x}" for _ in range(300))}
+    index = listing.ContainerIds(containers)
+    for step in range(60):
+        if step % 3 == 0:  # a container comes
+            new = Fake(f"{rng.getrandbits(64):016x}", rng.choice(states))
+            containers[new.id] = new
+            index.container_added(new)  # type: ignore[arg-type]
+            index.container_added(new)  # type: ignore[arg-type]  # twice: listed once
+        elif step % 3 == 1:  # one goes
+            gone = containers.pop(rng.choice(sorted(containers)))
+            index.container_removed(gone)  # type: ignore[arg-type]
+        kwargs: dict = {"limit": rng.choice([1, 7, 50, 500])}
+        if step % 2:
+            kwargs["states"] = [rng.choice(states)]
+        after = rng.choice(["", *sorted(containers)[::40]])
+        request = listing.page_request(after=after, **kwargs)
+        assert index.page(request) == listing.page(list(containers.values()), request)
+    assert index.ids == sorted(containers)
