@@ -102,7 +102,9 @@ def seed(root: Path, count: int) -> None:
             cid = secrets.token_hex(32)
             copy = {**template, "id": cid, "name": f"seeded_{i}", "hostname": cid[:12],
                     "created": first + i}
-            rows.append((cid, copy["name"], json.dumps(copy), state))
+            # as the daemon writes records (database.py): alike records load alike
+            rows.append((cid, copy["name"],
+                         json.dumps(copy, separators=(",", ":"), sort_keys=True), state))
         db.executemany("INSERT INTO containers (id, name, config, state) VALUES (?, ?, ?, ?)",
                        rows)
         db.commit()
