@@ -80,6 +80,9 @@ class TestUser:
     def __init__(self, name: str, subids: bool = True) -> None:
         self.name = name
         subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
+        for path in (Path("/etc/subuid"), Path("/etc/subgid")):
+            if not path.exists():  # useradd grants ranges only where the files exist
+                path.touch(mode=0o644)
         subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True,
                        capture_output=True)
         entry = pwd.getpwnam(name)
