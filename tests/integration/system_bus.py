@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import (
     BUS_NAME,
     PYCTRD,
@@ -263,13 +264,19 @@ def call_as(user: str | int, address: str, calls: list[dict[str, Any]],
     return dict(json.loads(out.stdout))
 
 
-@functools.cache
 @contextlib.contextmanager
-def polkit_system(directory: Path, daemon_base: Path, busybox_tar: Path, *, mock: bool
+def polkit_system(name: str, daemon_base: Path | None, busybox_tar: Path, *, mock: bool
                   ) -> Iterator[tuple[SystemBus, Polkitd, SystemDaemon]]:
-    """A system-like bus in ``directory`` with polkitd (the dbusmock template or
-    the real one) and a `--bus system` pyctrd holding the busybox image; all
-    stopped, and ``directory`` removed, at the end."""
+    """A system-like bus in a new world-traversable directory /tmp/pyctrd-NAME-*
+    with polkitd (the dbusmock template or the real one) and a `--bus system`
+    pyctrd (its state in ``daemon_base``, or in that directory) holding the
+    busybox image; all stopped, and the directory removed, at the end. Skips the
+    test where other users cannot run this checkout's venv (they call the bus,
+    and the mock polkitd runs as the polkitd user)."""
+    if reason := venv_usable_by_others():
+        pytest.skip(reason)
+    directory = world_traversable_dir(f"pyctrd-{name}-")
+    daemon_base = daemon_base or directory / "daemon"
     bus = SystemBus(directory)
     polkit = Polkitd(bus, mock=mock)
     daemon = None
@@ -289,6 +296,7 @@ def polkit_system(directory: Path, daemon_base: Path, busybox_tar: Path, *, mock
             shutil.rmtree(directory, ignore_errors=True)
 
 
+@functools.cache
 def venv_usable_by_others() -> str:
     """Why another user cannot run this checkout's venv python; "" if it can.
 

@@ -20,8 +20,6 @@ from integration.system_bus import (
     SystemBus,
     SystemDaemon,
     polkit_system,
-    venv_usable_by_others,
-    world_traversable_dir,
 )
 from pyctrd.cli.errors import DaemonError
 from pyctrd.cli.varlinkclient import VarlinkClient
@@ -152,11 +150,9 @@ async def test_listrows_streams_a_large_listing_in_bounded_replies(
 
 @pytest.fixture(scope="module")
 def system(busybox_tar: Path) -> Iterator[tuple[SystemBus, SystemDaemon]]:
-    if reason := venv_usable_by_others():
-        pytest.skip(reason)
-    directory = world_traversable_dir("pyctrd-ps-varlink-")
-    # the daemon's run root under a traversable directory: others reach its socket
-    with polkit_system(directory, directory / "d", busybox_tar, mock=True) as (
+    # the daemon's run root under the bus's traversable directory (None): others
+    # reach its socket
+    with polkit_system("ps-varlink", None, busybox_tar, mock=True) as (
             bus, _polkit, daemon):
         yield bus, daemon
 

@@ -26,8 +26,6 @@ from integration.system_bus import (
     SystemDaemon,
     call_as,
     polkit_system,
-    venv_usable_by_others,
-    world_traversable_dir,
 )
 from pyctrd.oci.capabilities import CAPABILITIES, DEFAULT_CAPS
 
@@ -193,10 +191,7 @@ def _paranoid() -> int:
 @pytest.fixture(scope="module")
 def polkit_env(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[tuple[SystemBus, Polkitd, SystemDaemon]]:
-    if reason := venv_usable_by_others():
-        pytest.skip(reason)
-    directory = world_traversable_dir("pyctrd-confinement-")
-    with polkit_system(directory, tmp_path_factory.mktemp("pyctrd-confine"), busybox_tar,
+    with polkit_system("confinement", tmp_path_factory.mktemp("pyctrd-confine"), busybox_tar,
                        mock=True) as env:
         yield env
 

@@ -24,8 +24,6 @@ from integration.system_bus import (
     SystemDaemon,
     call_as,
     polkit_system,
-    venv_usable_by_others,
-    world_traversable_dir,
 )
 from pyctrd.bus.connection import BackpressureWriter
 
@@ -41,10 +39,7 @@ BUS_MAX_MESSAGE = 32 * 1024 * 1024
 @pytest.fixture(scope="module")
 def system(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[tuple[SystemBus, SystemDaemon]]:
-    if reason := venv_usable_by_others():
-        pytest.skip(reason)
-    directory = world_traversable_dir("pyctrd-dbus-limits-")
-    with polkit_system(directory, tmp_path_factory.mktemp("pyctrd-limits"), busybox_tar,
+    with polkit_system("dbus-limits", tmp_path_factory.mktemp("pyctrd-limits"), busybox_tar,
                        mock=False) as (bus, _polkit, daemon):
         yield bus, daemon
 

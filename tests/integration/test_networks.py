@@ -29,8 +29,6 @@ from integration.system_bus import (
     SystemDaemon,
     call_as,
     polkit_system,
-    venv_usable_by_others,
-    world_traversable_dir,
 )
 
 NETAVARK = Path("/usr/lib/podman/netavark")
@@ -331,10 +329,7 @@ async def test_overlapping_subnet_is_invalid(bus: Client, network: Any) -> None:
 @pytest.fixture(scope="module")
 def polkit_env(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[tuple[SystemBus, Polkitd, SystemDaemon]]:
-    if reason := venv_usable_by_others():
-        pytest.skip(reason)
-    directory = world_traversable_dir("pyctrd-networks-")
-    with polkit_system(directory, tmp_path_factory.mktemp("pyctrd-net"), busybox_tar,
+    with polkit_system("networks", tmp_path_factory.mktemp("pyctrd-net"), busybox_tar,
                        mock=True) as env:
         yield env
 

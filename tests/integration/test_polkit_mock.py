@@ -23,8 +23,6 @@ from integration.system_bus import (
     SystemDaemon,
     call_as,
     polkit_system,
-    venv_usable_by_others,
-    world_traversable_dir,
 )
 
 NOBODY = 65534
@@ -48,10 +46,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    if reason := venv_usable_by_others():
-        pytest.skip(reason)
-    directory = world_traversable_dir("pyctrd-polkit-mock-")
-    with polkit_system(directory, tmp_path_factory.mktemp("pyctrd-mock"), busybox_tar,
+    with polkit_system("polkit-mock", tmp_path_factory.mktemp("pyctrd-mock"), busybox_tar,
                        mock=True) as (bus, polkit, daemon):
         yield Env(bus, polkit, daemon)
 

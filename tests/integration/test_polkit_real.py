@@ -30,8 +30,6 @@ from integration.system_bus import (
     SystemDaemon,
     call_as,
     polkit_system,
-    venv_usable_by_others,
-    world_traversable_dir,
 )
 
 ACTIONS_FILE = Path("/usr/share/polkit-1/actions/org.pyctrd1.policy")
@@ -112,10 +110,7 @@ polkit.addRule(function(action, subject) {{
 def env(accounts: tuple[str, str, str], polkit_files: str, busybox_tar: Path,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     _group, member, outsider = accounts
-    if reason := venv_usable_by_others():
-        pytest.skip(reason)
-    directory = world_traversable_dir("pyctrd-polkit-real-")
-    with polkit_system(directory, tmp_path_factory.mktemp("pyctrd-polkit"), busybox_tar,
+    with polkit_system("polkit-real", tmp_path_factory.mktemp("pyctrd-polkit"), busybox_tar,
                        mock=False) as (bus, polkit, daemon):
         yield Env(bus, polkit, daemon, member, outsider, polkit_files)
 

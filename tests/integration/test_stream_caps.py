@@ -23,8 +23,7 @@ import pytest
 from conftest import CONTAINER, PYCTRD, SUPPORT, Client
 
 from integration.fdcall import call_for_fd
-from integration.system_bus import call_as, polkit_system, venv_usable_by_others
-from integration.system_bus import world_traversable_dir as traversable
+from integration.system_bus import call_as, polkit_system
 from integration.test_polkit_real import Env
 from integration.test_polkit_real import accounts as accounts
 from integration.test_polkit_real import polkit_files as polkit_files
@@ -39,9 +38,7 @@ SLEEPER = ["sleep", "1000"]
 def env(accounts: tuple[str, str, str], polkit_files: str, busybox_tar: Path,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     _group, member, outsider = accounts
-    if reason := venv_usable_by_others():
-        pytest.skip(reason)
-    with polkit_system(traversable("pyctrd-stream-caps-"), tmp_path_factory.mktemp("caps"),
+    with polkit_system("stream-caps", tmp_path_factory.mktemp("caps"),
                        busybox_tar, mock=False) as (bus, polkit, daemon):
         yield Env(bus, polkit, daemon, member, outsider, polkit_files)
 

@@ -22,8 +22,6 @@ from integration.system_bus import (
     SystemBus,
     SystemDaemon,
     polkit_system,
-    venv_usable_by_others,
-    world_traversable_dir,
 )
 from integration.test_varlink import CONTAINER, IMAGE, CliStream, Result, cli
 
@@ -47,11 +45,9 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(busybox_tar: Path) -> Iterator[Env]:
-    if reason := venv_usable_by_others():
-        pytest.skip(reason)
-    # Not pytest's tmp_path (under a 0700 directory): nobody must reach the socket.
-    directory = world_traversable_dir("pyctrd-varlink-")
-    with polkit_system(directory, directory / "d", busybox_tar, mock=True) as (
+    # The daemon's state in the bus's world-traversable directory (None), not under
+    # pytest's 0700 tmp_path: nobody must reach the socket.
+    with polkit_system("varlink", None, busybox_tar, mock=True) as (
             bus, polkit, daemon):
         yield Env(bus, polkit, daemon)
 

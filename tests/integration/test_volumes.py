@@ -20,8 +20,6 @@ from integration.system_bus import (
     SystemDaemon,
     call_as,
     polkit_system,
-    venv_usable_by_others,
-    world_traversable_dir,
 )
 from integration.test_image_store import oci_archive
 
@@ -164,10 +162,7 @@ async def test_image_volume_is_anonymous_and_goes_with_its_container(
 @pytest.fixture(scope="module")
 def polkit_env(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[tuple[SystemBus, Polkitd, SystemDaemon]]:
-    if reason := venv_usable_by_others():
-        pytest.skip(reason)
-    directory = world_traversable_dir("pyctrd-volumes-")
-    with polkit_system(directory, tmp_path_factory.mktemp("pyctrd-vol"), busybox_tar,
+    with polkit_system("volumes", tmp_path_factory.mktemp("pyctrd-vol"), busybox_tar,
                        mock=True) as env:
         yield env
 
