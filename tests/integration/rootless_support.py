@@ -24,6 +24,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +287,23 @@ class UserSession:
                 self.bus_proc.wait(10)
         self.user.kill_all()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_session(user: TestUser, busybox_tar: Path, tag: str = "") -> Iterator[UserSession]:
+    """The user's bus and daemon, with the busybox image imported by the user's
+    own pyctr; closed (the user's processes too) at the end."""
+    session = UserSession(user, Path(f"/tmp/pyctrd-rootless-{os.getpid()}-{tag or user.name}"))
+    try:
+        session.start_bus()
+        session.start()
+        image = session.base / "busybox.tar"
+        shutil.copy(busybox_tar, image)
+        os.chown(image, user.uid, user.gid)
+        session.ok("image", "import", str(image), "busybox")
+        yield session
+    finally:
+        session.close()
 
 
 def client(session: UserSession) -> Any:

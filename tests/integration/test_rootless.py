@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from support.registry import Registry, build_layered
 
-from integration.rootless_support import SYSTEM_PYTHON, TestUser, UserSession
+from integration.rootless_support import SYSTEM_PYTHON, TestUser, UserSession, running_session
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/newuidmap").exists(),
                                 reason="needs Debian's uidmap (make test installs it)")
@@ -33,20 +33,9 @@ def user() -> Iterator[TestUser]:
 
 
 @pytest.fixture(scope="module")
-def session(user: TestUser, busybox_tar: Path,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserSession]:
-    base = Path(f"/tmp/pyctrd-rootless-{os.getpid()}-{user.name}")
-    s = UserSession(user, base)
-    try:
-        s.start_bus()
-        s.start()
-        image = base / "busybox.tar"
-        image.write_bytes(busybox_tar.read_bytes())
-        os.chown(image, user.uid, user.gid)
-        s.ok("image", "import", str(image), "busybox")
+def session(user: TestUser, busybox_tar: Path) -> Iterator[UserSession]:
+    with running_session(user, busybox_tar) as s:
         yield s
-    finally:
-        s.close()
 
 
 def test_daemon_runs_in_a_user_namespace_of_the_users_ranges(session: UserSession) -> None:
@@ -204,34 +193,29 @@ def test_pull_from_a_local_registry(session: UserSession, busybox_tar: Path,
 
 
 def test_two_users_daemons_side_by_side_each_sees_only_its_own(
-        session: UserSession) -> None:
+        session: UserSession, busybox_tar: Path) -> None:
     other_user = TestUser("pyctrd-rl2")
-    other = UserSession(other_user, Path(f"/tmp/pyctrd-rootless-{os.getpid()}-rl2"))
     try:
-        other.start_bus()
-        other.start()
-        image = other.base / "busybox.tar"
-        shutil.copy(session.base / "busybox.tar", image)
-        os.chown(image, other_user.uid, other_user.gid)
-        other.ok("image", "import", str(image), "busybox")
-        mine = session.ok("run", "-d", "--name", "same-name", "--network", "none",
-                          "busybox", "sleep", "1000").strip()
-        theirs = other.ok("run", "-d", "--name", "same-name", "--network", "none",
-                          "busybox", "sleep", "1000").strip()
-        assert mine != theirs
-        assert session.ok("ps", "-aq", "--no-trunc").split() == [mine]
-        assert other.ok("ps", "-aq", "--no-trunc").split() == [theirs]
-        # separate namespaces, separate ranges
-        assert (os.readlink(f"/proc/{session.daemon_pid()}/ns/user")
-                != os.readlink(f"/proc/{other.daemon_pid()}/ns/user"))
-        # one user cannot reach the other's daemon, on the bus or on Varlink
-        env = {**other.env(), "DBUS_SESSION_BUS_ADDRESS": session.address,
-               "XDG_RUNTIME_DIR": str(session.runtime_dir)}
-        code = "import sys; sys.argv[0] = 'pyctr'; from pyctrd.cli.main import main; main()"
-        done = other_user.run([str(SYSTEM_PYTHON), "-c", code, "--user", "ps", "-a"], env=env)
-        assert done.returncode != 0 and mine[:12] not in done.stdout
-        other.ok("rm", "-f", "-t", "0", "same-name")
-        session.ok("rm", "-f", "-t", "0", "same-name")
+        with running_session(other_user, busybox_tar, "rl2") as other:
+            mine = session.ok("run", "-d", "--name", "same-name", "--network", "none",
+                              "busybox", "sleep", "1000").strip()
+            theirs = other.ok("run", "-d", "--name", "same-name", "--network", "none",
+                              "busybox", "sleep", "1000").strip()
+            assert mine != theirs
+            assert session.ok("ps", "-aq", "--no-trunc").split() == [mine]
+            assert other.ok("ps", "-aq", "--no-trunc").split() == [theirs]
+            # separate namespaces, separate ranges
+            assert (os.readlink(f"/proc/{session.daemon_pid()}/ns/user")
+                    != os.readlink(f"/proc/{other.daemon_pid()}/ns/user"))
+            # one user cannot reach the other's daemon, on the bus or on Varlink
+            env = {**other.env(), "DBUS_SESSION_BUS_ADDRESS": session.address,
+                   "XDG_RUNTIME_DIR": str(session.runtime_dir)}
+            code = ("import sys; sys.argv[0] = 'pyctr'; "
+                    "from pyctrd.cli.main import main; main()")
+            done = other_user.run([str(SYSTEM_PYTHON), "-c", code, "--user", "ps", "-a"],
+                                  env=env)
+            assert done.returncode != 0 and mine[:12] not in done.stdout
+            other.ok("rm", "-f", "-t", "0", "same-name")
+            session.ok("rm", "-f", "-t", "0", "same-name")
     finally:
-        other.close()
         other_user.remove()

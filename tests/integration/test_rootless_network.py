@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_pid_gone
+from support.registry import free_port
 
-from integration.rootless_support import TestUser, UserSession
+from integration.rootless_support import TestUser, UserSession, running_session
 
 pytestmark = [
     pytest.mark.skipif(not Path("/usr/bin/newuidmap").exists(),
@@ -58,24 +59,8 @@ def user() -> Iterator[TestUser]:
 
 @pytest.fixture(scope="module")
 def session(user: TestUser, busybox_tar: Path) -> Iterator[UserSession]:
-    base = Path(f"/tmp/pyctrd-rootless-{os.getpid()}-{user.name}")
-    s = UserSession(user, base)
-    try:
-        s.start_bus()
-        s.start()
-        image = base / "busybox.tar"
-        image.write_bytes(busybox_tar.read_bytes())
-        os.chown(image, user.uid, user.gid)
-        s.ok("image", "import", str(image), "busybox")
+    with running_session(user, busybox_tar) as s:
         yield s
-    finally:
-        s.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def fetch(host: str, port: int) -> str:
