@@ -45,7 +45,7 @@ async def serve(settings: Settings) -> int:
                                registries_conf=settings.registries_conf,
                                policy=settings.signature_policy,
                                registries_d=settings.registries_d)
-    if settings.registries_d == layout.root / "registries.d":  # ours (settings.py)
+    if settings.registries_d == layout.root / settings_mod.OWN_REGISTRIES_D:
         write_registries_d(settings.registries_d, layout.root / "sigstore")
     engine.load()
     # The records just loaded (100,000 containers') live as long as the daemon: kept

@@ -11,6 +11,9 @@ from typing import Any
 from xdg import BaseDirectory
 
 SYSTEM_CONFIG = Path("/etc/pyctrd/pyctrd.toml")
+# A user's own daemon's registries.d when the user has none: under its root,
+# written by the daemon (registry/skopeo.write_registries_d).
+OWN_REGISTRIES_D = "registries.d"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # config key → expected Python type
@@ -113,7 +116,7 @@ def _user_registries_d(root: Path) -> Path:
     signature lookups to root's /var/lib/containers/sigstore, which a user cannot
     read (and skopeo, root in our user namespace, would try)."""
     own = Path(BaseDirectory.xdg_config_home) / "containers" / "registries.d"
-    return own if own.is_dir() else root / "registries.d"
+    return own if own.is_dir() else root / OWN_REGISTRIES_D
 
 
 def _optional_path(value: str | None) -> Path | None:
