@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,43 +114,51 @@ def enter(run_root: Path) -> Namespace:
                 raise RootlessError("the pause process ended at once")
             is_pause = True
         else:
-            holder, is_pause = found
+            holder, pause_pid, is_pause = found
         try:
             _join(holder)
         finally:
             os.close(holder)
-        if created:
-            _write_pid(pid_file, pause_pid)
-        elif not is_pause:
+        if not is_pause:
             # joined through a container's conmon: a new pause keeps the namespaces
             log.info("the pause process was gone; joined a conmon's namespaces")
-            _write_pid(pid_file, _spawn_pause_here())
-        pause_pid = int(pid_file.read_text())
+            pause_pid = _spawn_pause_here()
+        if created or not is_pause:
+            _write_pid(pid_file, pause_pid)
     log.debug("in user namespace of pause process %d (%s: uids %d+%d, gids %d+%d)",
               pause_pid, user, uids.start, uids.count, gids.start, gids.count)
     return Namespace(pause_pid, uid, gid, uids, gids, created)
 
 
-def _find_holder(pid_file: Path, run_root: Path, uid: int) -> tuple[int, bool] | None:
-    """A /proc/PID dir fd of a live process holding our namespaces, if any, and
-    whether it is the pause process (rather than a container's conmon)."""
-    candidates = []
-    with contextlib.suppress(OSError, ValueError):
-        candidates.append((int(pid_file.read_text()), PAUSE_NAME))
-    # conmon writes its pid next to each container's bundle (oci/conmon.py)
-    for conmon_pid in sorted(run_root.glob("containers/*/conmon.pid")):
-        try:
-            candidates.append((int(conmon_pid.read_text()), b"conmon"))
-        except (OSError, ValueError):
-            continue
-    for pid, name in candidates:
+def _find_holder(pid_file: Path, run_root: Path, uid: int
+                 ) -> tuple[int, int, bool] | None:
+    """A /proc/PID dir fd of a live process holding our namespaces, if any, its
+    pid, and whether it is the pause process (rather than a container's conmon)."""
+    for pid, name in _candidates(pid_file, run_root):
         fd = _open_proc(pid)
         if fd is None:
             continue
         if _is_ours(fd, uid, name):
-            return fd, name == PAUSE_NAME
+            return fd, pid, name == PAUSE_NAME
         os.close(fd)
     return None
+
+
+def _candidates(pid_file: Path, run_root: Path) -> Iterator[tuple[int, bytes]]:
+    """The pause process; then, only if it is gone, the containers' conmons."""
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        pass
+    else:
+        yield pid, PAUSE_NAME
+    # conmon writes its pid next to each container's bundle (oci/conmon.py)
+    for conmon_pid in sorted(run_root.glob("containers/*/conmon.pid")):
+        try:
+            pid = int(conmon_pid.read_text())
+        except (OSError, ValueError):
+            continue
+        yield pid, b"conmon"
 
 
 def _open_proc(pid: int) -> int | None:

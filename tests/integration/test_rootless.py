@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import wait_pid_gone
 from support.registry import Registry, build_layered
 
 from integration.rootless_support import SYSTEM_PYTHON, TestUser, UserSession, running_session
@@ -219,3 +221,22 @@ def test_two_users_daemons_side_by_side_each_sees_only_its_own(
             session.ok("rm", "-f", "-t", "0", "same-name")
     finally:
         other_user.remove()
+
+
+def test_with_the_pause_process_gone_a_restart_joins_a_conmons_namespaces(
+        session: UserSession) -> None:
+    session.ok("run", "-d", "--name", "orphan", "--network", "none", "busybox", "sleep", "1000")
+    pause_file = session.run_root / "pause.pid"
+    old_pause = int(pause_file.read_text())
+    userns = os.readlink(f"/proc/{old_pause}/ns/user")
+    session.kill9()
+    os.kill(old_pause, signal.SIGKILL)
+    assert wait_pid_gone(old_pause, 10)
+    session.start()
+    assert "joined a conmon's namespaces" in session.log()
+    new_pause = int(pause_file.read_text())
+    assert new_pause != old_pause
+    assert os.readlink(f"/proc/{new_pause}/ns/user") == userns  # the same namespace
+    assert os.readlink(f"/proc/{session.daemon_pid()}/ns/user") == userns
+    assert session.ok("exec", "orphan", "echo", "reached").strip() == "reached"
+    session.ok("rm", "-f", "-t", "0", "orphan")
