@@ -61,15 +61,20 @@ async def serve(settings: Settings) -> int:
     # no polkit there. One Authority guards D-Bus and Varlink alike.
     authority = Authority(PolkitClient(bus)) if settings.bus == "system" else None
     service = BusService(operations, bus, authority)
+    # Varlink listens before the bus name is taken: the name is the readiness
+    # signal (systemd's Type=dbus, test harnesses), so a client that saw it must
+    # find the socket too, not the dead one a killed daemon left. The run root's
+    # lock (rootlock.py) makes the socket ours even if the name turns out taken.
+    varlink = VarlinkServer(operations, settings.run_root / VARLINK_SOCKET_NAME, authority)
+    varlink.start()
     try:
         await service.start()
     except NameTaken as err:
         log.error("%s", err)
+        varlink.close()
         return 1
     log.info("pyctrd serving %d containers and %d images on the %s bus (runtime %s)",
              len(engine.containers), len(engine.images), settings.bus, oci.path)
-    varlink = VarlinkServer(operations, settings.run_root / VARLINK_SOCKET_NAME, authority)
-    varlink.start()
     # Serving now: once recovered, containers due to start (a reboot, restarts due
     # meanwhile) start in the background, with callers already answered.
     engine.after_recovery(engine.restarts.begin)
