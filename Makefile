@@ -14,7 +14,7 @@ VENV := .venv
 # with Debian's python3 (tests/test_install.py runs it).
 APT_PACKAGES := dbus runc crun conmon busybox-static polkitd systemd gettext locales \
 	libdbus-1-dev libglib2.0-dev libglib2.0-dev-bin libglib2.0-bin pkg-config gcc tar \
-	zstd iproute2 uidmap passt slirp4netns \
+	zstd iproute2 iptables uidmap passt slirp4netns \
 	skopeo umoci python3-pip python3-setuptools python3-wheel netavark aardvark-dns \
 	docker-registry apache2-utils openssl \
 	cockpit-ws cockpit-bridge chromium chromium-driver \

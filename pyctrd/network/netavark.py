@@ -13,6 +13,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,17 @@ class Netavark:
             finally:
                 child.close()
         if done.returncode != 0:
-            raise RuntimeFailed(f"netavark {verb} failed: {_message(done.stdout, done.stderr)}")
+            message = _message(done.stdout, done.stderr)
+            raise RuntimeFailed(f"netavark {verb} failed: {message}{_missing_firewall(message)}")
         return done.stdout
+
+
+def _missing_firewall(message: str) -> str:
+    # Debian's netavark (1.4) drives iptables, which it neither depends on nor
+    # names when it is missing: its error is a bare ENOENT.
+    if "No such file or directory" in message and shutil.which("iptables") is None:
+        return " (netavark runs iptables, which is not installed: apt install iptables)"
+    return ""
 
 
 def _release_when_taken(taking: "asyncio.Future[int | None]") -> None:
