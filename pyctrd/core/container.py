@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -93,7 +93,9 @@ class ContainerStatus:
     published: list[list[Any]] = field(default_factory=list)
 
     def to_record(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not asdict(): its deep copies were most of a status write's cost, and the
+        # record is serialised at once (Database.save_container_state).
+        return {name: getattr(self, name) for name in _STATUS_FIELD_NAMES}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "ContainerStatus":
@@ -109,7 +111,8 @@ class ContainerStatus:
         return status
 
 
-_STATUS_FIELDS = frozenset(f.name for f in fields(ContainerStatus))
+_STATUS_FIELD_NAMES = tuple(f.name for f in fields(ContainerStatus))
+_STATUS_FIELDS = frozenset(_STATUS_FIELD_NAMES)
 
 
 def shown_pid(state: State, init_pid: int) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pyctrd.errors import RuntimeFailed
-from pyctrd.oci import runcstate
+from pyctrd.oci import execfifo, runcstate
 from pyctrd.oci.spawn import Spawner
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,13 @@ class OCIRuntime:
         return done.stdout
 
     async def start(self, cid: str) -> None:
+        if self.reads_own_files:
+            opened = runcstate.open_exec_fifo(self.root, cid)
+            if opened is not None:
+                fifo, init_pid = opened
+                await execfifo.release_init(fifo, init_pid, self.timeout, f"{self.name} start")
+                runcstate.remove_exec_fifo(self.root, cid)
+                return
         await self.run("start", cid)
 
     async def kill(self, cid: str, signal: int, *, all_processes: bool = False) -> None:

@@ -1,7 +1,10 @@
 """pyctrd.oci.runcstate against real runc: the status read from runc's files is
-`runc state`'s, and deleting a stopped container in-process leaves what
-`runc delete --force` leaves (no state directory, no cgroup, unknown to runc)."""
+`runc state`'s, deleting a stopped container in-process leaves what
+`runc delete --force` leaves (no state directory, no cgroup, unknown to runc),
+and starting a created one in-process is `runc start` (running, the command
+exec'd, no exec fifo), with anything runc would refuse left to runc."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -14,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from pyctrd.errors import RuntimeFailed
 from pyctrd.oci import runcstate
+from pyctrd.oci.runtime import OCIRuntime
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
@@ -198,3 +203,57 @@ def test_brief_reading_is_not_fooled_by_strings_in_the_config(tmp_path: Path) ->
     (tmp_path / "x" / "state.json").write_text(json.dumps(state, indent=1))
     assert runcstate.load_brief(tmp_path / "x", runcstate.DELETE_KEYS)["namespaces"] == [
         {"type": "NEWPID", "path": ""}]
+
+
+def recording_runc(directory: Path) -> tuple[Path, Path]:
+    """A runtime named runc that logs each verb it is asked for, then is runc."""
+    directory.mkdir()
+    calls = directory / "calls"
+    wrapper = directory / "runc"
+    wrapper.write_text("#!/bin/sh\n"
+                       f'for a in "$@"; do case "$a" in -*) ;; *) echo "$a" >> {calls}; '
+                       "break;; esac; done\n"
+                       f'exec {RUNC} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper, calls
+
+
+def test_start_in_process_equals_runc_start(runc: Runc, tmp_path: Path) -> None:
+    by_runc, by_us = "pyctrd-start-runc", "pyctrd-start-us"
+    wrapper, calls = recording_runc(tmp_path / "wrapped")
+    runtime = OCIRuntime(str(wrapper), runc.root)
+    pids = {}
+    for cid in (by_runc, by_us):
+        runc.create(cid)
+        pids[cid] = runc.state(cid)["pid"]  # type: ignore[index]
+    runc.run("start", by_runc)
+    asyncio.run(runtime.start(by_us))
+    assert not calls.exists()  # no runc start for it
+
+    for cid in (by_runc, by_us):
+        assert agree(runc, cid) == "running"
+        assert runc.state(cid)["pid"] == pids[cid]  # type: ignore[index]
+        assert not (runc.root / cid / runcstate.EXEC_FIFO).exists()
+        # the init has exec'd the command
+        deadline = time.monotonic() + 10
+        while b"sleep" not in Path(f"/proc/{pids[cid]}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the command never ran"
+            time.sleep(0.01)
+
+
+def test_a_start_runc_would_refuse_is_left_to_runc(runc: Runc, tmp_path: Path) -> None:
+    wrapper, calls = recording_runc(tmp_path / "wrapped")
+    runtime = OCIRuntime(str(wrapper), runc.root)
+    running, dead = "pyctrd-start-twice", "pyctrd-start-dead"
+    runc.create(running)
+    asyncio.run(runtime.start(running))
+    with pytest.raises(RuntimeFailed, match="running"):
+        asyncio.run(runtime.start(running))
+    runc.create(dead)
+    runc.stop(dead)  # killed before it was started
+    with pytest.raises(RuntimeFailed):
+        asyncio.run(runtime.start(dead))
+    with pytest.raises(RuntimeFailed, match="does not exist"):
+        asyncio.run(runtime.start("pyctrd-start-absent"))
+    assert calls.read_text().split() == ["start", "start", "start"]
+    assert agree(runc, running) == "running"

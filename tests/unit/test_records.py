@@ -5,6 +5,8 @@ stored, whether its record is alike others or not.
 """
 
 import asyncio
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 from support.fake_runtime import KILL, FakeWorld, fake_engine
@@ -118,3 +120,11 @@ async def test_a_call_on_a_held_container_waits_for_its_recovery(tmp_path: Path)
     assert world.runtime.signals(held.id) == [KILL]
     assert held.state == State.EXITED
     second.close()
+
+
+def test_a_status_record_is_what_asdict_gave() -> None:
+    status = ContainerStatus(state=State.RUNNING, pid=7, init_pid=7, networks=["a", "b"],
+                             addresses={"a": "10.0.0.2"}, published=[["tcp", 80, 8080, ""]],
+                             health_log=[{"ExitCode": 0, "Output": "ok"}])
+    assert _dump(status.to_record()) == _dump(asdict(status))
+    assert ContainerStatus.from_record(json.loads(_dump(status.to_record()))) == status

@@ -1,0 +1,79 @@
+"""``runc start`` in-process: release a created container's init through its exec fifo.
+
+runc's init waits, before it execs the command, for a reader on the fifo
+(runcstate.open_exec_fifo opens it): it then writes "0" and the fifo closes
+as it execs. As ``runc start`` does, this reads to that end (so Start returns
+once the command is exec'd), fails if the init dies first or closes the fifo
+without a word, and removes the fifo. The wait is the loop's (the fifo and
+a pidfd of the init), never a blocking open or read.
+"""
+
+import asyncio
+import contextlib
+import os
+import select
+
+from pyctrd.errors import RuntimeFailed
+
+
+async def release_init(fifo: int, init_pid: int, timeout: float, what: str = "runc start"
+                       ) -> None:
+    """Read the exec fifo ``fifo`` (non-blocking, ours to close) to its end; errors
+    say ``what`` failed, as the runtime's own would."""
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(init_pid)
+    except ProcessLookupError:
+        pidfd = -1
+    woken = asyncio.Event()
+    loop.add_reader(fifo, woken.set)
+    if pidfd >= 0:
+        loop.add_reader(pidfd, woken.set)
+    try:
+        problem = await asyncio.wait_for(_read_to_end(fifo, pidfd, woken), timeout)
+    except TimeoutError:
+        problem = f"the container's init did not take the exec fifo within {timeout:.0f} s"
+    finally:
+        loop.remove_reader(fifo)
+        os.close(fifo)
+        if pidfd >= 0:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+    if problem:
+        raise RuntimeFailed(f"{what} failed: {problem}")
+
+
+async def _read_to_end(fifo: int, pidfd: int, woken: asyncio.Event) -> str:
+    """"" once read to the end; else what went wrong, in runc's words."""
+    got = b""
+    # Before the init's open of its end returns, a read finds no writer: an empty
+    # read then says nothing. After a wake-up it is the writer's close.
+    first = True
+    while True:
+        try:
+            chunk = os.read(fifo, 64)
+        except BlockingIOError:
+            chunk = None
+        if chunk:
+            got += chunk
+            continue
+        if got:
+            if chunk == b"":
+                return ""
+        elif _exited(pidfd):
+            return "container process is already dead"
+        elif chunk == b"" and not first:
+            return "cannot start an already running container"
+        first = False
+        woken.clear()
+        await woken.wait()
+
+
+def _exited(pidfd: int) -> bool:
+    if pidfd < 0:
+        return True
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    with contextlib.suppress(InterruptedError):
+        return bool(poller.poll(0))
+    return False
