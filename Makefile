@@ -5,6 +5,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 
+# `make deb` (and the test that builds and installs the package) needs these (defined
+# before APT_PACKAGES, a := variable expanded where it stands).
+DEB_BUILD_PACKAGES := debhelper dh-virtualenv lintian fakeroot dpkg-dev \
+	python3-venv python3-dev
+
 # Debian packages the daemon, the test suite and the README's examples need
 # (systemd for busctl, libglib2.0-bin for gdbus; uidmap, passt and slirp4netns
 # for a user's own rootless daemon). python3-venv and python3-dev
@@ -19,9 +24,6 @@ APT_PACKAGES := dbus runc crun conmon busybox-static polkitd systemd gettext loc
 	docker-registry apache2-utils openssl \
 	cockpit-ws cockpit-bridge chromium chromium-driver \
 	$(DEB_BUILD_PACKAGES)
-# `make deb` (and the test that builds and installs the package) needs these.
-DEB_BUILD_PACKAGES := debhelper dh-virtualenv lintian fakeroot dpkg-dev \
-	python3-venv python3-dev
 
 HAS_PYTHON_H := import os, sysconfig; \
 	raise SystemExit(not os.path.isfile(sysconfig.get_paths()["include"] + "/Python.h"))

@@ -64,9 +64,12 @@ def test_reading_is_linear() -> None:
         assert framer.feed(b"\0") and framer.pending == 0
         return time.perf_counter() - start
 
-    small, large = min(feed(4 << 20) for _ in range(3)), min(feed(16 << 20) for _ in range(3))
+    small, large = min(feed(4 << 20) for _ in range(5)), min(feed(16 << 20) for _ in range(5))
     assert large < 0.5, f"16 MiB took {large:.3f} s"
-    assert large < 8 * max(small, 1e-3), f"4 MiB {small:.4f} s, 16 MiB {large:.4f} s"
+    # Quadratic buffering copies ~32 GiB for 16 MiB (seconds); linear takes a few ms,
+    # where a busy machine's noise (page faults of a fresh 16 MiB) is of the same
+    # order: the floor keeps noise from failing it, and still catches the square.
+    assert large < 8 * max(small, 5e-3), f"4 MiB {small:.4f} s, 16 MiB {large:.4f} s"
 
 
 def test_each_uid_has_its_share_and_root_its_reserve() -> None:
