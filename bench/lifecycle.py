@@ -2,7 +2,8 @@
 """One container lifecycle of /bin/true: pyctrd beside conmon+runtime, raw runtime, podman.
 
 For each runtime (runc, then crun), side by side in one run, interleaved
-round-robin so that a busy machine slows every column alike:
+round-robin (each round starting one column later) so that a busy machine,
+or what one column leaves behind, slows every column alike:
 
 - pyctrd: CreateContainer+Start+Wait+Remove over the bus from one long-lived
   client (the daemon started with `--runtime`);
@@ -142,7 +143,12 @@ async def run_set(work: Path, tarball: Path, runtime: str, n: int,
                 client.phases.clear()
                 conmon_phases.clear()
                 same_phases.clear()
-            for col, one in list(columns.items()):
+            # Each round starts one column later: every column follows every other
+            # alike (what one leaves behind, e.g. the kernel's deferred teardown of
+            # podman's mounts, falls on the next one).
+            order = list(columns.items())
+            shift = i % len(order)
+            for col, one in order[shift:] + order[:shift]:
                 try:
                     elapsed = await one()
                 except (RuntimeError, subprocess.SubprocessError, OSError) as err:

@@ -86,7 +86,18 @@ class PrivatePodman:
     def timed(self, *args: str) -> float:
         t0 = time.perf_counter()
         self.run(*args)
-        return time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        self.settle()
+        return elapsed
+
+    def settle(self, limit: float = 3.0) -> None:
+        """Untimed: wait for what the command left running to end. `run --rm`
+        returns before conmon's exit command (`podman container cleanup`) is done;
+        that tail would otherwise be timed in whichever column comes next."""
+        mark = str(self.dir).encode()
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and _processes_mentioning(mark):
+            time.sleep(0.002)
 
     def import_image(self, tarball: Path, name: str = "localhost/bench-busybox") -> str:
         """`podman import`, in a mount namespace that hides the host's blob-info cache.
@@ -120,6 +131,17 @@ class PrivatePodman:
             subprocess.run(["umount", "-l", mountpoint], check=False,
                            stderr=subprocess.DEVNULL)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _processes_mentioning(mark: bytes) -> bool:
+    """Any process but ours with ``mark`` in its command line."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if mark in Path(entry.path, "cmdline").read_bytes():
+                return True
+    return False
 
 
 def _mounts_under(top: Path) -> list[str]:
