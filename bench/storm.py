@@ -151,8 +151,15 @@ async def exit_storm(address: str, paths: list[str]) -> dict[str, Any]:
     probe = await asyncio.create_subprocess_exec(
         sys.executable, str(PROBE), address, paths[0], CONTAINER, "Name", str(PROBE_EVERY),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    assert probe.stdin is not None and probe.stdout is not None
-    assert await probe.stdout.readline() == b"ready\n"
+    # The same Get of the bus itself (dbus-daemon's Features), from a process of its
+    # own: what a storm of process exits does to any reply on this machine.
+    control = await asyncio.create_subprocess_exec(
+        sys.executable, str(PROBE), address, "/org/freedesktop/DBus", "org.freedesktop.DBus",
+        "Features", str(PROBE_EVERY), "org.freedesktop.DBus",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    for p in (probe, control):
+        assert p.stdin is not None and p.stdout is not None
+        assert await p.stdout.readline() == b"ready\n"
     await asyncio.sleep(0.3)
     storm = time.monotonic()
     for pid in pids:
@@ -163,18 +170,27 @@ async def exit_storm(address: str, paths: list[str]) -> dict[str, Any]:
         await asyncio.sleep(0.01)
     end = time.monotonic()
     await asyncio.sleep(0.2)
-    probe.stdin.close()
-    out = await probe.stdout.read()
-    await probe.wait()
-    samples = [(float(a), float(b)) for a, b in (line.split() for line in out.splitlines())]
+    outs = []
+    for p in (probe, control):
+        assert p.stdin is not None and p.stdout is not None
+        p.stdin.close()
+        outs.append(await p.stdout.read())
+        await p.wait()
+    samples, bus_samples = ([(float(a), float(b)) for a, b in (line.split() for line in
+                                                               out.splitlines())]
+                            for out in outs)
+    bus_during = [lat for sent, lat in bus_samples if storm <= sent <= end]
     during = [lat for sent, lat in samples if storm <= sent <= end]
+    # the slowest, with when they were sent (ms after the kill): where they fall
+    slowest = sorted(((lat, sent - storm) for sent, lat in samples if storm <= sent <= end),
+                     reverse=True)[:3]
     before = [lat for sent, lat in samples if sent < storm]
     bus.disconnect()
     return {
         "all_exited": (max(exited.values()) - storm) if exited else float("nan"),
         "all_cleaned": (max(cleaned.values()) - storm) if cleaned else float("nan"),
         "lost": len(paths) - len(exited), "uncleaned": len(paths) - len(cleaned),
-        "during": during, "before": before,
+        "during": during, "before": before, "slowest": slowest, "bus_during": bus_during,
     }
 
 
@@ -228,13 +244,18 @@ def main() -> None:
             daemon = ProfiledDaemon(work, bus.address, profile=args.profile)
             daemon.start()
         storm = asyncio.run(exit_storm(bus.address, started["paths"]))
-        during = storm["during"]
+        during, bus = storm["during"], storm["bus_during"]
         print(f"exit storm of {n}: all exits signalled after {storm['all_exited']:.2f} s, "
               f"all cleaned up after {storm['all_cleaned']:.2f} s, lost {storm['lost']}; "
               f"{len(during)} Gets during it: median {statistics.median(during) * 1e3:.1f} "
               f"ms, p99 {pct(during, 0.99) * 1e3:.1f} ms, max {max(during) * 1e3:.0f} ms "
-              f"(before: median {statistics.median(storm['before']) * 1e3:.2f} ms)",
-              flush=True)
+              f"(before: median {statistics.median(storm['before']) * 1e3:.2f} ms); "
+              "slowest: " + ", ".join(f"{lat * 1e3:.0f} ms sent at +{at * 1e3:.0f} ms"
+                                      for lat, at in storm["slowest"])
+              + f"; the bus's own Get meanwhile: median "
+              f"{statistics.median(storm['bus_during']) * 1e3:.1f} ms, p99 "
+              f"{pct(storm['bus_during'], 0.99) * 1e3:.1f} ms, max "
+              f"{max(storm['bus_during']) * 1e3:.0f} ms", flush=True)
         asyncio.run(remove_all(bus.address, started["paths"]))
         lines = [
             f"{n} containers of `sleep 1000`; {args.clients} clients x {args.in_flight} "
@@ -259,6 +280,12 @@ def main() -> None:
             f"{statistics.median(during) * 1e3:.1f} / {pct(during, 0.99) * 1e3:.1f} / "
             f"{max(during) * 1e3:.0f} ms ({len(during)} Gets) | p99 ≤ 50 ms (brief: "
             "< 100 ms) |",
+            "| the slowest Gets, sent ms after the kill | "
+            + ", ".join(f"{lat * 1e3:.0f} ms at +{at * 1e3:.0f}" for lat, at in storm["slowest"])
+            + " | — |",
+            f"| control: the bus's own Get (dbus-daemon's Features) meanwhile: median / p99 / "
+            f"max | {statistics.median(bus) * 1e3:.1f} / {pct(bus, 0.99) * 1e3:.1f} / "
+            f"{max(bus) * 1e3:.0f} ms ({len(bus)} Gets) | — |",
         ]
     finally:
         daemon.stop()

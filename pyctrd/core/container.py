@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
+from pyctrd import teardown
 from pyctrd.core import inspect as inspect_output
 from pyctrd.core.cgroupoptions import refuse_cgroup_call
 from pyctrd.core.config import ContainerConfig, now_us, shared
@@ -392,9 +393,11 @@ class Container:
             await self.cleanup_runtime()
         await self.detach_network()
         checkpoint("remove:runtime-deleted")
+        # Unbounded (whatever the container wrote): the default pool's, not the
+        # teardown thread every exit needs (pyctrd/teardown.py).
         await asyncio.to_thread(env.storage.destroy, self.paths)
         env.monitor.clear_exit(env.layout.exit_file(self.id), self.bundle)
-        await asyncio.to_thread(_remove_tree, self.bundle)
+        await teardown.in_thread(_remove_tree, self.bundle)
         # conmon links <sockets>/<id> to the bundle's attach socket: it would dangle.
         with contextlib.suppress(FileNotFoundError):
             (env.layout.sockets / self.id).unlink()
@@ -449,9 +452,9 @@ class Container:
         storage, paths = self._env.storage, self.paths
 
         async def release_storage() -> None:
-            await asyncio.to_thread(storage.unmount_shm, paths)
+            await teardown.in_thread(storage.unmount_shm, paths)
             if not self.status.user_mounted:
-                await asyncio.to_thread(storage.unmount_rootfs, paths)
+                await teardown.in_thread(storage.unmount_rootfs, paths)
                 checkpoint("storage:unmounted")
                 self.update_status(mounted=False, mountpoint="")
 

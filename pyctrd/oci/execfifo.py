@@ -61,7 +61,7 @@ async def _read_to_end(fifo: int, pidfd: int, woken: asyncio.Event) -> str:
             if chunk == b"":
                 return ""
         elif _exited(pidfd):
-            return "container process is already dead"
+            return "container process is already dead: its init exited before it was started"
         elif chunk == b"" and not first:
             return "cannot start an already running container"
         first = False

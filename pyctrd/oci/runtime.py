@@ -5,7 +5,6 @@ RuntimeFailed carrying the runtime's stderr. All containers live under one
 ``--root`` inside the daemon's per-boot run root.
 """
 
-import asyncio
 import json
 import logging
 import os
@@ -13,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pyctrd import teardown
 from pyctrd.errors import RuntimeFailed
 from pyctrd.oci import execfifo, runcstate
 from pyctrd.oci.spawn import Spawner
@@ -82,7 +82,7 @@ class OCIRuntime:
         """Delete the runtime's record of a container; absent is fine."""
         # Exited already: what runc delete would do, done without it, by a worker
         # (rmdir of cgroups waits on the kernel).
-        if self.reads_own_files and await asyncio.to_thread(
+        if self.reads_own_files and await teardown.in_thread(
                 runcstate.delete_stopped, self.root, cid):
             return
         try:
