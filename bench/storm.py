@@ -15,9 +15,11 @@ With N (default 500) containers of `sleep 1000`:
    Mountpoint signalled empty).
 
     .venv/bin/python bench/storm.py [-n 500] [--clients 4] [--in-flight 8]
-        [--output bench/RESULTS.md] [--note TEXT] [--profile FILE]
+        [--output bench/RESULTS.md] [--note TEXT] [--profile FILE | --loop-lag FILE]
 
---profile runs pyctrd under cProfile for the storm and writes its stats to FILE.
+--profile runs pyctrd under cProfile for the storm and writes its stats to FILE;
+--loop-lag FILE under bench/looplag.py (slow loop iterations: wall, CPU and
+run-queue time of their callbacks). The kill's CLOCK_MONOTONIC time is printed.
 """
 
 import argparse
@@ -54,18 +56,17 @@ PROBE_EVERY = 0.010
 PROBE = REPO / "tests" / "support" / "getprobe.py"
 
 
-class ProfiledDaemon(Daemon):
-    """pyctrd under cProfile (stats written when it stops)."""
+class WatchedDaemon(Daemon):
+    """pyctrd under cProfile, or bench/looplag.py (output written when it stops)."""
 
-    def __init__(self, *args: Any, profile: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, wrapper: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.profile = profile
+        self.wrapper = wrapper
 
     def _spawn(self) -> None:
         env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": self.address}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cProfile", "-o", self.profile,
-             str(REPO / ".venv/bin/pyctrd"), "--bus", "session", "--root",
+            [sys.executable, *self.wrapper, "--bus", "session", "--root",
              str(self.work / "root"), "--run-root", str(self.work / "run"),
              "--log-level", self.log_level, *self.extra_args], env=env, stderr=self.stderr)
 
@@ -162,6 +163,7 @@ async def exit_storm(address: str, paths: list[str]) -> dict[str, Any]:
         assert await p.stdout.readline() == b"ready\n"
     await asyncio.sleep(0.3)
     storm = time.monotonic()
+    print(f"killing all at {storm:.3f} (CLOCK_MONOTONIC)", flush=True)
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     deadline = storm + 60
@@ -214,6 +216,9 @@ def main() -> None:
     ap.add_argument("--output", help="append the results to this Markdown file")
     ap.add_argument("--note", default="", help="a remark recorded with the results")
     ap.add_argument("--profile", help="cProfile the daemon during the storm into this file")
+    ap.add_argument("--loop-lag", metavar="FILE",
+                    help="run the daemon for the storm under bench/looplag.py: its slowest "
+                    "loop iterations, and why, into FILE")
     args = ap.parse_args()
     machine_text = machine()
     work = Path(tempfile.mkdtemp(prefix="pyctrd-storm-"))
@@ -239,9 +244,12 @@ def main() -> None:
             running_after.append(asyncio.run(all_running(bus.address, n)))
         print(f"cold start with {n} running: {', '.join(f'{c * 1e3:.0f}' for c in colds)} ms "
               f"to the bus name; running right after: {running_after}", flush=True)
-        if args.profile:
+        wrapper = (["-m", "cProfile", "-o", args.profile, str(REPO / ".venv/bin/pyctrd")]
+                   if args.profile else
+                   [str(REPO / "bench" / "looplag.py"), args.loop_lag] if args.loop_lag else [])
+        if wrapper:
             daemon.stop()
-            daemon = ProfiledDaemon(work, bus.address, profile=args.profile)
+            daemon = WatchedDaemon(work, bus.address, wrapper=wrapper)
             daemon.start()
         storm = asyncio.run(exit_storm(bus.address, started["paths"]))
         during, bus = storm["during"], storm["bus_during"]
