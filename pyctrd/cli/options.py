@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyctrd.cli.errors import CliError
 from pyctrd.errors import InvalidArgument
-from pyctrd.ops.options import OPTIONS, decode_dbus, encode_dbus
+from pyctrd.ops.options import OPTIONS, STRUCT_FIELDS, decode_dbus, encode_dbus
 
 if TYPE_CHECKING:
     from dbus_fast import Variant  # imported when used: run over Varlink goes without
@@ -449,8 +449,6 @@ def varlink_create_options(args: argparse.Namespace,
                            environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """The same options as Varlink Create's CreateOptions struct (JSON); None when
     one has no exact Varlink form (then D-Bus carries them)."""
-    import dataclasses
-    import typing
     struct: dict[str, Any] = {}
     for key, (signature, value) in typed_options(args, environ).items():
         option = OPTIONS[key]
@@ -459,8 +457,7 @@ def varlink_create_options(args: argparse.Namespace,
                 return None
             value = str(value)  # a signal number: the daemon reads "15" as 15
         elif signature.startswith("a("):  # a list of structs: objects with named fields
-            (item_type,) = typing.get_args(option.varlink_type)
-            names = [f.name for f in dataclasses.fields(item_type)]
+            names = STRUCT_FIELDS[signature]
             value = [dict(zip(names, item, strict=True)) for item in value]
         struct[key] = value
     return struct

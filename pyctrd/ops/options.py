@@ -13,8 +13,7 @@ what needs the image or the host (user names, paths) it checks itself.
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, make_dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyctrd.errors import InvalidArgument
 
@@ -27,54 +26,18 @@ SECCOMP_VALUES = ("default", "unconfined")
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 
 
-@dataclass
-class Mount:
-    """One bind mount: a(sss) on D-Bus."""
-
-    source: str
-    destination: str
-    options: str  # comma-separated, e.g. "ro,bind"
-
-
-@dataclass
-class Ulimit:
-    """One resource limit: a(stt) on D-Bus."""
-
-    name: str  # as podman's --ulimit: "nofile", "nproc", "core", ...
-    soft: int
-    hard: int
-
-
-@dataclass
-class PortMapping:
-    """One published port: a(sqqs) on D-Bus."""
-
-    host_ip: str  # "" for every address
-    host_port: int  # 0: pick a free one at Start
-    container_port: int
-    protocol: str  # "tcp" or "udp"
-
-
-@dataclass
-class HostEntry:
-    """One extra /etc/hosts line: a(ss) on D-Bus."""
-
-    name: str
-    address: str
-
-
-# D-Bus signature → (Varlink/Python type, struct dataclass for a(...) items)
-_TYPES: dict[str, Any] = {
-    "s": str, "b": bool, "u": int, "t": int, "d": float,
-    "as": list[str], "a{ss}": dict[str, str], "a(sss)": list[Mount],
-    "a(stt)": list[Ulimit], "a(sqqs)": list[PortMapping], "a(ss)": list[HostEntry],
+# The struct options' fields, D-Bus order: a(...) items on D-Bus, objects on Varlink
+# (their Python classes, for asyncvarlink: ops/optionstructs.py, which the daemon
+# alone imports; pyctr needs only the names, and not dataclasses' import time).
+STRUCT_FIELDS: dict[str, tuple[str, ...]] = {
+    "a(sss)": ("source", "destination", "options"),  # Mount; options e.g. "ro,bind"
+    "a(stt)": ("name", "soft", "hard"),  # Ulimit; name as podman's --ulimit
+    "a(sqqs)": ("host_ip", "host_port", "container_port", "protocol"),  # PortMapping
+    "a(ss)": ("name", "address"),  # HostEntry: one extra /etc/hosts line
 }
-_STRUCTS: dict[str, type] = {"a(sss)": Mount, "a(stt)": Ulimit, "a(sqqs)": PortMapping,
-                             "a(ss)": HostEntry}
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     name: str
     signatures: tuple[str, ...]  # accepted D-Bus types; the first is the Varlink type
     doc: str
@@ -82,7 +45,8 @@ class Option:
 
     @property
     def varlink_type(self) -> Any:
-        return _TYPES[self.signatures[0]]
+        from pyctrd.ops import optionstructs
+        return optionstructs.varlink_type(self.signatures[0])
 
 
 def _finite_non_negative(what: str) -> Callable[[Any], None]:
@@ -260,7 +224,7 @@ def _check_typed(option: Option, signature: str, value: Any) -> Any:
     raise AssertionError(f"no check for signature {signature}")
 
 
-def _checked(option: Option, signature: str, value: Any) -> Any:
+def checked_value(option: Option, signature: str, value: Any) -> Any:
     value = _check_typed(option, signature, value)
     if option.check is not None:
         option.check(value)
@@ -283,36 +247,7 @@ def decode_dbus(options: Mapping[str, tuple[str, Any]]) -> dict[str, Any]:
         if signature not in option.signatures:
             raise InvalidArgument(f"option {key!r} must have type "
                                   f"{' or '.join(option.signatures)}, not {signature}")
-        plain[key] = _checked(option, signature, value)
-    return plain
-
-
-def _varlink_field(option: Option) -> tuple[str, Any, Any]:
-    return (option.name, option.varlink_type | None, field(default=None))
-
-
-# The Varlink struct: every option, each absent (null) unless given.
-CreateOptions: type = make_dataclass(
-    "CreateOptions", [_varlink_field(o) for o in OPTIONS.values()])
-CreateOptions.__doc__ = ("The D-Bus CreateContainer option keys; an absent field takes "
-                         "its default.")
-
-
-def decode_varlink(options: Any) -> dict[str, Any]:
-    """A CreateOptions (or None) → checked plain values."""
-    if options is None:
-        return {}
-    plain: dict[str, Any] = {}
-    for f in fields(options):
-        value = getattr(options, f.name)
-        if value is None:
-            continue
-        option = OPTIONS[f.name]
-        signature = option.signatures[0]
-        if signature in _STRUCTS:
-            value = [tuple(getattr(item, part.name) for part in fields(item))
-                     for item in value]
-        plain[f.name] = _checked(option, signature, value)
+        plain[key] = checked_value(option, signature, value)
     return plain
 
 
@@ -325,7 +260,7 @@ def encode_dbus(key: str, value: Any) -> tuple[str, Any]:
         if signature == "s" and isinstance(value, str):
             return signature, value
     signature = option.signatures[0]
-    if signature in _STRUCTS:
+    if signature in STRUCT_FIELDS:
         value = [list(item) for item in value]
     return signature, value
 

@@ -46,7 +46,7 @@ from pyctrd.ops.operations import (
     check,
     job_check,
 )
-from pyctrd.ops.options import CreateOptions, decode_varlink
+from pyctrd.ops.optionstructs import CreateOptions, decode_varlink
 from pyctrd.varlink.peer import Peer
 
 CHALLENGE_HINT = ("Varlink cannot ask for a password: authenticate through D-Bus (pyctr) "

@@ -15,7 +15,8 @@ from pyctrd.errors import InvalidArgument, NoSuchContainer
 from pyctrd.ops import listing
 from pyctrd.ops.names import VARLINK_CONTAINER
 from pyctrd.ops.operations import Operations
-from pyctrd.ops.options import UINT32_MAX, CreateOptions, decode_varlink
+from pyctrd.ops.options import UINT32_MAX
+from pyctrd.ops.optionstructs import CreateOptions, decode_varlink
 from pyctrd.ops.streams import StreamOwner
 from pyctrd.varlink.errors import ErrorSet
 from pyctrd.varlink.exec import ExecMethods

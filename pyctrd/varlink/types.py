@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pyctrd.core.container import Container
 from pyctrd.core.image import Image
-from pyctrd.ops.options import PortMapping
+from pyctrd.ops.optionstructs import PortMapping
 from pyctrd.ops.properties import CONTAINER_PROPERTIES, IMAGE_PROPERTIES, Property, snake_case
 
 # A property's D-Bus signature → its type in a Varlink struct.

@@ -9,7 +9,8 @@ from typing import Any
 from asyncvarlink.conversion import VarlinkType
 
 from pyctrd.cli.options import create_options, varlink_create_options
-from pyctrd.ops.options import OPTIONS, CreateOptions, decode_dbus, decode_varlink
+from pyctrd.ops.options import OPTIONS, decode_dbus
+from pyctrd.ops.optionstructs import CreateOptions, decode_varlink
 from unit.test_cli_options import LATER_OPTIONS, _args
 
 VARLINK_OPTIONS = VarlinkType.from_type_annotation(CreateOptions | None)

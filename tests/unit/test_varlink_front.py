@@ -35,7 +35,7 @@ from pyctrd.ops.operations import (
     Operation,
     details,
 )
-from pyctrd.ops.options import CreateOptions, PortMapping
+from pyctrd.ops.optionstructs import CreateOptions, PortMapping
 from pyctrd.ops.properties import CONTAINER_PROPERTIES, IMAGE_PROPERTIES, Property
 from pyctrd.varlink.authz import (
     CHALLENGE_HINT,
