@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pyctrd.errors import RuntimeFailed
+from pyctrd.oci import execfifo
 from pyctrd.oci.execfifo import release_init
 
 
@@ -44,6 +45,35 @@ def test_the_init_is_released_and_read_to_its_close(fifo: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_an_init_that_writes_and_exits_between_a_read_and_the_exit_check_started(
+        fifo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race seen once in 8,000 Starts under load: a read finds nothing yet; the
+    init then writes "0", execs and exits before the daemon looks whether it is
+    alive. It ran: Start must not say it died."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys, os\n"
+         "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+         "sys.stdin.read(1); os.write(fd, b'0'); os.close(fd)", str(fifo)],
+        stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    real_read = os.read
+    reads = 0
+
+    def read_then_let_it_run(fd: int, n: int) -> bytes:
+        nonlocal reads
+        reads += 1
+        result = real_read(fd, n)  # nothing yet: the init waits for "go"
+        if reads == 1:
+            proc.stdin.write(b"g")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            proc.wait(10)  # wrote, closed, exited: all before the exit check
+        return result
+
+    monkeypatch.setattr(execfifo.os, "read", read_then_let_it_run)
+    asyncio.run(release(fifo, proc.pid))
+    assert proc.returncode == 0
 
 
 def test_an_init_that_dies_first_fails_at_once(fifo: Path) -> None:
