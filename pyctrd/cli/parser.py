@@ -116,7 +116,17 @@ def _rmi_flags(p: argparse.ArgumentParser) -> None:
     _handler(p, "images:cmd_rmi")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(lazy: bool = True) -> argparse.ArgumentParser:
+    """pyctr's parser; ``lazy``: each verb's arguments made when that verb is used
+    (flags.PyctrParser), not now. Walking it (the man page) wants them now."""
+    podman_flags.PyctrParser.lazy = lazy
+    try:
+        return _build_parser()
+    finally:
+        podman_flags.PyctrParser.lazy = False
+
+
+def _build_parser() -> argparse.ArgumentParser:
     parser = podman_flags.PyctrParser(prog="pyctr", description=DESCRIPTION, epilog=EPILOG)
     bus = parser.add_mutually_exclusive_group()
     bus.add_argument("--address", metavar="ADDRESS",
