@@ -73,6 +73,9 @@ async def serve(settings: Settings) -> int:
         log.error("%s", err)
         varlink.close()
         return 1
+    except BaseException:
+        varlink.close()  # no socket left behind for clients to find dead
+        raise
     log.info("pyctrd serving %d containers and %d images on the %s bus (runtime %s)",
              len(engine.containers), len(engine.images), settings.bus, oci.path)
     # Serving now: once recovered, containers due to start (a reboot, restarts due

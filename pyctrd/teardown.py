@@ -1,16 +1,17 @@
 """The thread a container's exit and removal block in, apart from the loop's default pool.
 
 An exit's cleanup and a Remove hand a few short blocking steps to a thread
-(umount2 waits for an RCU grace period; runc's state deleted and its cgroups
-removed; the bundle deleted). When 500 containers exit at once, asyncio's
+(/dev/shm's lazy umount2; runc's state deleted and its cgroups removed; the
+bundle deleted). When 500 containers exit at once, asyncio's
 default pool ran six such threads side by side, each taking the GIL for its
 bits of Python between system calls, while the loop thread needs the GIL back
 after every system call of its own: a property Get's p99 during the storm
 was 100-130 ms with six threads, 18-83 ms with two, 17-38 ms with one, and
 the storm was cleaned up about as fast (1.6-1.9 s; bench/RESULTS.md). Steps
-of unbounded length (deleting what a container wrote, imports, exports,
-commits, transfers, lock waits) stay in the default pool, so that no caller
-can hold up every other container's teardown.
+of unbounded length (the root filesystem's umount, which syncs what the
+container wrote; deleting it; imports, exports, commits, transfers, lock
+waits) stay in the default pool, so that no container can hold up every
+other container's teardown.
 """
 
 import asyncio

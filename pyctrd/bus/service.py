@@ -135,11 +135,13 @@ class BusService:
                 (row for row in MANAGER_PROPERTIES.values() if not row.const)).items()}
         self.bus.virtual_children = self._virtual_children
         self.bus.add_message_handler(self._on_method_call)
+        # Listening from the snapshot on, before the first await: Varlink serves
+        # already (daemon.py), and a change it makes now must reach the bus too.
+        self.engine.listener.add(self)
+        self.engine.jobs.add_listener(self)
         # A caller's streams end when its connection does.
         self.bus.callers.on_gone(self._caller_gone)
         await self.bus.callers.start()
-        self.engine.listener.add(self)
-        self.engine.jobs.add_listener(self)
         self.execs.start()
         self.networks.start()
         self.volumes.start()

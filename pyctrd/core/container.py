@@ -454,7 +454,9 @@ class Container:
         async def release_storage() -> None:
             await teardown.in_thread(storage.unmount_shm, paths)
             if not self.status.user_mounted:
-                await teardown.in_thread(storage.unmount_rootfs, paths)
+                # Not the teardown thread: an overlay's last umount syncs the upper
+                # filesystem, for as long as what the container wrote takes.
+                await asyncio.to_thread(storage.unmount_rootfs, paths)
                 checkpoint("storage:unmounted")
                 self.update_status(mounted=False, mountpoint="")
 

@@ -16,38 +16,39 @@ import select
 from pyctrd.errors import RuntimeFailed
 
 
-async def release_init(fifo: int, init_pid: int, timeout: float, what: str = "runc start"
+async def release_init(fifo: int, pidfd: int, timeout: float, what: str = "runc start"
                        ) -> None:
-    """Read the exec fifo ``fifo`` (non-blocking, ours to close) to its end; errors
-    say ``what`` failed, as the runtime's own would."""
+    """Read the exec fifo ``fifo`` (non-blocking) to its end, watching the init
+    through ``pidfd``; both are ours to close. Errors say ``what`` failed, as the
+    runtime's own would."""
     loop = asyncio.get_running_loop()
-    try:
-        pidfd = os.pidfd_open(init_pid)
-    except ProcessLookupError:
-        pidfd = -1
     woken = asyncio.Event()
-    loop.add_reader(fifo, woken.set)
-    if pidfd >= 0:
-        loop.add_reader(pidfd, woken.set)
+    received = bytearray()
     try:
-        problem = await asyncio.wait_for(_read_to_end(fifo, pidfd, woken), timeout)
-    except TimeoutError:
-        problem = f"the container's init did not take the exec fifo within {timeout:.0f} s"
+        loop.add_reader(fifo, woken.set)
+        loop.add_reader(pidfd, woken.set)
+        try:
+            problem = await asyncio.wait_for(_read_to_end(fifo, pidfd, woken, received),
+                                             timeout)
+        except TimeoutError:
+            # Its "0" read, the init was let go and runs its command: only the
+            # close at its exec came late (a slow exec). Started, as runc would say.
+            problem = "" if received else (
+                f"the container's init did not take the exec fifo within {timeout:.0f} s")
     finally:
-        loop.remove_reader(fifo)
-        os.close(fifo)
-        if pidfd >= 0:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
+        for fd in (fifo, pidfd):
+            loop.remove_reader(fd)
+            os.close(fd)
     if problem:
         raise RuntimeFailed(f"{what} failed: {problem}")
 
 
-async def _read_to_end(fifo: int, pidfd: int, woken: asyncio.Event) -> str:
-    """"" once read to the end; else what went wrong, in runc's words."""
-    got = b""
-    # Before the init's open of its end returns, a read finds no writer: an empty
-    # read then says nothing. After a wake-up it is the writer's close.
+async def _read_to_end(fifo: int, pidfd: int, woken: asyncio.Event,
+                       got: bytearray) -> str:
+    """"" once read to the end (what was read in ``got``); else what went wrong,
+    in runc's words."""
+    # Before the init's open of its end has begun, a read finds no writer: an
+    # empty read then says nothing. After a wake-up it is the writer's close.
     first = True
     while True:
         # Whether it has exited, asked before the read: the init writes before it
@@ -60,7 +61,7 @@ async def _read_to_end(fifo: int, pidfd: int, woken: asyncio.Event) -> str:
         except BlockingIOError:
             chunk = None
         if chunk:
-            got += chunk
+            got.extend(chunk)
             continue
         if got:
             if chunk == b"":
@@ -75,8 +76,6 @@ async def _read_to_end(fifo: int, pidfd: int, woken: asyncio.Event) -> str:
 
 
 def _exited(pidfd: int) -> bool:
-    if pidfd < 0:
-        return True
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     with contextlib.suppress(InterruptedError):

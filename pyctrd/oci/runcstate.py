@@ -164,26 +164,34 @@ def read_state(root: Path, cid: str) -> dict[str, Any] | None:
 
 def open_exec_fifo(root: Path, cid: str) -> tuple[int, int] | None:
     """For ``runc start`` done in-process: (the exec fifo opened for reading without
-    blocking, the init's pid) if ``cid`` is created and runc would do nothing else;
-    None: let runc start it (and give its own errors)."""
+    blocking, a pidfd of the init) if ``cid`` is created and runc would do nothing
+    else; None: let runc start it (and give its own errors). Nothing is opened for
+    the fifo until all is checked: opening it lets the init go."""
     container_dir = root / cid
     try:
         state = load_brief(container_dir, START_KEYS)
-        if state is None or status(container_dir, state) != "created":
-            return None
     except Unsure:
         return None
-    hooks = state.get("Hooks") or {}
-    if any(hooks.get(kind) for kind in hooks):
+    if state is None or any((state.get("Hooks") or {}).values()):
         return None
     try:
+        pidfd = os.pidfd_open(int(state["init_process_pid"]))
+    except OSError:  # gone (runc says so), or no pidfds here (ENOSYS): runc starts it
+        return None
+    try:
+        # After the pidfd: the pid is still the init's (its start time), so the
+        # pidfd is the init's, not a process that took the pid since.
+        if status(container_dir, state) != "created":
+            raise Unsure("not created")
         fd = os.open(container_dir / EXEC_FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+    except (Unsure, OSError):
+        os.close(pidfd)
         return None
     if not stat.S_ISFIFO(os.fstat(fd).st_mode):
         os.close(fd)
+        os.close(pidfd)
         return None
-    return fd, int(state["init_process_pid"])
+    return fd, pidfd
 
 
 def remove_exec_fifo(root: Path, cid: str) -> None:

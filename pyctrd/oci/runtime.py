@@ -57,8 +57,8 @@ class OCIRuntime:
         if self.reads_own_files:
             opened = runcstate.open_exec_fifo(self.root, cid)
             if opened is not None:
-                fifo, init_pid = opened
-                await execfifo.release_init(fifo, init_pid, self.timeout, f"{self.name} start")
+                fifo, pidfd = opened
+                await execfifo.release_init(fifo, pidfd, self.timeout, f"{self.name} start")
                 runcstate.remove_exec_fifo(self.root, cid)
                 return
         await self.run("start", cid)

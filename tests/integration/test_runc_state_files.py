@@ -5,6 +5,7 @@ and starting a created one in-process is `runc start` (running, the command
 exec'd, no exec fifo), with anything runc would refuse left to runc."""
 
 import asyncio
+import errno
 import json
 import os
 import shutil
@@ -257,3 +258,25 @@ def test_a_start_runc_would_refuse_is_left_to_runc(runc: Runc, tmp_path: Path) -
         asyncio.run(runtime.start("pyctrd-start-absent"))
     assert calls.read_text().split() == ["start", "start", "start"]
     assert agree(runc, running) == "running"
+
+
+def test_without_pidfds_runc_starts_it(runc: Runc, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """No pidfd for the init (EMFILE, say): the fifo is not touched and runc starts
+    the container, as before."""
+    wrapper, calls = recording_runc(tmp_path / "wrapped")
+    cid = "pyctrd-start-no-pidfd"
+    runc.create(cid)
+
+    class NoPidfds:  # runcstate's os, without pidfds
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def pidfd_open(pid: int, flags: int = 0) -> int:
+            raise OSError(errno.EMFILE, "pidfd_open")
+
+    monkeypatch.setattr(runcstate, "os", NoPidfds())
+    asyncio.run(OCIRuntime(str(wrapper), runc.root).start(cid))
+    assert calls.read_text().split() == ["start"]
+    assert agree(runc, cid) == "running"

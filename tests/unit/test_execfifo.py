@@ -21,8 +21,10 @@ def init_like(fifo: Path, script: str) -> subprocess.Popen[bytes]:
 
 
 async def release(fifo: Path, pid: int, timeout: float = 10) -> None:
+    # as runcstate.open_exec_fifo: the pidfd first, then the fifo (which lets it go)
+    pidfd = os.pidfd_open(pid)
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    await release_init(fd, pid, timeout)
+    await release_init(fd, pidfd, timeout)
 
 
 @pytest.fixture
@@ -81,6 +83,19 @@ def test_an_init_that_dies_first_fails_at_once(fifo: Path) -> None:
     with pytest.raises(RuntimeFailed, match="container process is already dead"):
         asyncio.run(release(fifo, proc.pid))
     proc.wait()
+
+
+def test_an_init_whose_exec_is_slow_past_the_timeout_has_started(fifo: Path) -> None:
+    """Its "0" read, the init runs its command; only the close (at its exec) is late:
+    Start succeeds, as runc start's read to the end would."""
+    proc = init_like(fifo, "import sys, os, time\n"
+                           "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+                           "os.write(fd, b'0'); time.sleep(30)")
+    try:
+        asyncio.run(release(fifo, proc.pid, timeout=0.3))
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_an_init_that_closes_without_a_word_is_refused(fifo: Path) -> None:
