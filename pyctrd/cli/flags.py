@@ -58,7 +58,7 @@ class PyctrParser(argparse.ArgumentParser):
             [] if PyctrParser.lazy else None)
 
     def add_argument(self, *args: Any, **kwargs: Any) -> Any:
-        recorded = getattr(self, "_recorded", None)  # None too while __init__ adds -h
+        recorded = getattr(self, "_recorded", None)  # None too while __init__ runs
         if recorded is None:
             return super().add_argument(*args, **kwargs)
         recorded.append(("add_argument", args, kwargs))
@@ -73,7 +73,8 @@ class PyctrParser(argparse.ArgumentParser):
 
     def make(self) -> None:
         """Make the recorded calls, in their order (once)."""
-        recorded, self._recorded = self._recorded, None
+        recorded = getattr(self, "_recorded", None)  # None too while __init__ runs
+        self._recorded = None
         for name, args, kwargs in recorded or ():
             getattr(argparse.ArgumentParser, name)(self, *args, **kwargs)
 
@@ -82,8 +83,7 @@ class PyctrParser(argparse.ArgumentParser):
         return super().add_subparsers(**kwargs)
 
     def add_argument_group(self, *args: Any, **kwargs: Any) -> Any:
-        if getattr(self, "_recorded", None) is not None:
-            self.make()
+        self.make()
         return super().add_argument_group(*args, **kwargs)
 
     def add_mutually_exclusive_group(self, **kwargs: Any) -> Any:

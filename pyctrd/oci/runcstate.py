@@ -172,7 +172,7 @@ def open_exec_fifo(root: Path, cid: str) -> tuple[int, int] | None:
         state = load_brief(container_dir, START_KEYS)
     except Unsure:
         return None
-    if state is None or any((state.get("Hooks") or {}).values()):
+    if state is None or _has_hooks(state):
         return None
     try:
         pidfd = os.pidfd_open(int(state["init_process_pid"]))
@@ -219,10 +219,14 @@ def delete_stopped(root: Path, cid: str) -> bool:
     return not container_dir.exists()
 
 
+def _has_hooks(state: dict[str, Any]) -> bool:
+    """runc runs them (poststop at delete; startContainer's at start): we do not."""
+    return any((state.get("Hooks") or {}).values())
+
+
 def _safe_to_delete(state: dict[str, Any]) -> bool:
-    hooks = state.get("Hooks") or {}
-    if any(hooks.get(kind) for kind in hooks):
-        return False  # runc runs poststop hooks; we do not
+    if _has_hooks(state):
+        return False
     if state.get("intel_rdt_path"):
         return False
     namespaces = state.get("namespaces") or []

@@ -43,11 +43,6 @@ class Option(NamedTuple):
     doc: str
     check: Callable[[Any], None] | None = None  # further checks of a well-typed value
 
-    @property
-    def varlink_type(self) -> Any:
-        from pyctrd.ops import optionstructs
-        return optionstructs.varlink_type(self.signatures[0])
-
 
 def _finite_non_negative(what: str) -> Callable[[Any], None]:
     def check(value: float) -> None:

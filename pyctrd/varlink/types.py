@@ -8,7 +8,7 @@ property table, is added to the contract: update varlink/*.varlink with it
 ContainerInfo and ImageInfo are made from pyctrd.ops.properties' tables: one
 field per D-Bus property, in snake_case and table order, read by the same
 getters, so both front ends show the same values. CreateOptions is
-pyctrd.ops.options.CreateOptions.
+pyctrd.ops.optionstructs.CreateOptions.
 """
 
 import enum
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pyctrd.core.container import Container
 from pyctrd.core.image import Image
+from pyctrd.ops.options import STRUCT_FIELDS
 from pyctrd.ops.optionstructs import PortMapping
 from pyctrd.ops.properties import CONTAINER_PROPERTIES, IMAGE_PROPERTIES, Property, snake_case
 
@@ -56,7 +57,6 @@ def container_info(container: Container) -> ContainerInfo:
                             for row in CONTAINER_PROPERTIES.values()})
 
 
-_PORT_FIELDS = ("host_ip", "host_port", "container_port", "protocol")  # PortMapping's
 ROWS_PER_REPLY = 2000  # ListRows with more: ~0.3 MB a reply with ps's 11 fields
 
 
@@ -66,7 +66,8 @@ def row_of(container: Container, rows: tuple[Property, ...]) -> list[Any]:
     for row in rows:
         value = row.get(container)
         if row.signature in _STRUCT_LISTS:
-            value = [dict(zip(_PORT_FIELDS, item, strict=True)) for item in value]
+            value = [dict(zip(STRUCT_FIELDS[row.signature], item, strict=True))
+                     for item in value]
         values.append(value)
     return values
 
