@@ -416,3 +416,16 @@ async def test_a_peer_without_a_start_time_is_refused_without_asking(served: Any
     (info,) = await _call(s.path, {"method": "org.varlink.service.GetInfo", "parameters": {}})
     assert {CONTAINER, IMAGE, "io.pyctrd.Events", "org.varlink.service"} <= set(
         info["parameters"]["interfaces"])
+
+
+def test_list_rows_ports_are_objects_named_as_port_mapping() -> None:
+    from pyctrd.ops.properties import CONTAINER_PROPERTIES
+    from pyctrd.varlink.types import row_of
+
+    ports = CONTAINER_PROPERTIES["Ports"]
+    assert ports.signature == "a(sqqs)"
+    row = dataclasses.replace(ports, get=lambda _c: [["127.0.0.1", 8080, 80, "tcp"]])
+    assert row_of(None, (row,)) == [[  # type: ignore[arg-type]
+        {"host_ip": "127.0.0.1", "host_port": 8080, "container_port": 80, "protocol": "tcp"}]]
+    assert [f.name for f in dataclasses.fields(PortMapping)] == [
+        "host_ip", "host_port", "container_port", "protocol"]
