@@ -10,29 +10,13 @@ real runc, so the test sees which calls recovery made.
 import os
 import shutil
 import signal
-import stat
 from pathlib import Path
 from typing import Any
 
 from conftest import CONTAINER, container_id, runc_state, wait_pid_gone
+from support.logging_runc import logging_runc, verbs
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
-
-
-def logging_runc(directory: Path) -> tuple[Path, Path]:
-    directory.mkdir(parents=True)
-    log = directory / "calls.log"
-    wrapper = directory / "runc"  # the name says runc: its state files are read
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {RUNC} "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    return wrapper, log
-
-
-def verbs(log: Path) -> list[str]:
-    if not log.exists():
-        return []
-    return [next((a for a in line.split() if not a.startswith("--")), "")
-            for line in log.read_text().splitlines()]
 
 
 async def test_restart_reads_state_from_runc_files_for_every_state(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.logging_runc import logging_runc, verbs
 
 from pyctrd.errors import RuntimeFailed
 from pyctrd.oci import runcstate
@@ -206,22 +207,9 @@ def test_brief_reading_is_not_fooled_by_strings_in_the_config(tmp_path: Path) ->
         {"type": "NEWPID", "path": ""}]
 
 
-def recording_runc(directory: Path) -> tuple[Path, Path]:
-    """A runtime named runc that logs each verb it is asked for, then is runc."""
-    directory.mkdir()
-    calls = directory / "calls"
-    wrapper = directory / "runc"
-    wrapper.write_text("#!/bin/sh\n"
-                       f'for a in "$@"; do case "$a" in -*) ;; *) echo "$a" >> {calls}; '
-                       "break;; esac; done\n"
-                       f'exec {RUNC} "$@"\n')
-    wrapper.chmod(0o755)
-    return wrapper, calls
-
-
 def test_start_in_process_equals_runc_start(runc: Runc, tmp_path: Path) -> None:
     by_runc, by_us = "pyctrd-start-runc", "pyctrd-start-us"
-    wrapper, calls = recording_runc(tmp_path / "wrapped")
+    wrapper, calls = logging_runc(tmp_path / "wrapped")
     runtime = OCIRuntime(str(wrapper), runc.root)
     pids = {}
     for cid in (by_runc, by_us):
@@ -229,7 +217,7 @@ def test_start_in_process_equals_runc_start(runc: Runc, tmp_path: Path) -> None:
         pids[cid] = runc.state(cid)["pid"]  # type: ignore[index]
     runc.run("start", by_runc)
     asyncio.run(runtime.start(by_us))
-    assert not calls.exists()  # no runc start for it
+    assert verbs(calls) == []  # no runc start for it
 
     for cid in (by_runc, by_us):
         assert agree(runc, cid) == "running"
@@ -243,7 +231,7 @@ def test_start_in_process_equals_runc_start(runc: Runc, tmp_path: Path) -> None:
 
 
 def test_a_start_runc_would_refuse_is_left_to_runc(runc: Runc, tmp_path: Path) -> None:
-    wrapper, calls = recording_runc(tmp_path / "wrapped")
+    wrapper, calls = logging_runc(tmp_path / "wrapped")
     runtime = OCIRuntime(str(wrapper), runc.root)
     running, dead = "pyctrd-start-twice", "pyctrd-start-dead"
     runc.create(running)
@@ -256,7 +244,7 @@ def test_a_start_runc_would_refuse_is_left_to_runc(runc: Runc, tmp_path: Path) -
         asyncio.run(runtime.start(dead))
     with pytest.raises(RuntimeFailed, match="does not exist"):
         asyncio.run(runtime.start("pyctrd-start-absent"))
-    assert calls.read_text().split() == ["start", "start", "start"]
+    assert verbs(calls) == ["start", "start", "start"]
     assert agree(runc, running) == "running"
 
 
@@ -264,7 +252,7 @@ def test_without_pidfds_runc_starts_it(runc: Runc, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """No pidfd for the init (EMFILE, say): the fifo is not touched and runc starts
     the container, as before."""
-    wrapper, calls = recording_runc(tmp_path / "wrapped")
+    wrapper, calls = logging_runc(tmp_path / "wrapped")
     cid = "pyctrd-start-no-pidfd"
     runc.create(cid)
 
@@ -278,5 +266,5 @@ def test_without_pidfds_runc_starts_it(runc: Runc, tmp_path: Path,
 
     monkeypatch.setattr(runcstate, "os", NoPidfds())
     asyncio.run(OCIRuntime(str(wrapper), runc.root).start(cid))
-    assert calls.read_text().split() == ["start"]
+    assert verbs(calls) == ["start"]
     assert agree(runc, cid) == "running"
